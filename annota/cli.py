@@ -1,0 +1,56 @@
+"""The ``annota`` command line: thin click commands over the library.
+
+Only click and annota's light modules are imported at start-up; each command imports
+what it needs, so ``annota --help`` and ``annota server database revisions`` stay fast.
+Every ``AnnotaError`` becomes one line on stderr and its exit code, here and only here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from annota import __version__
+from annota.commands import database as database_commands
+from annota.errors import AnnotaError
+
+
+class AnnotaGroup(click.Group):
+    """The root group: turns AnnotaError into a one-line message and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except AnnotaError as exc:
+            if ctx.params.get("traceback"):
+                raise
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=AnnotaGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="annota")
+@click.option(
+    "--traceback", is_flag=True, envvar="ANNOTA_TRACEBACK",
+    help="Show the full traceback instead of a one-line error.",
+)
+def cli(traceback: bool) -> None:
+    """annota: the server side of a data-annotation platform.
+
+    \b
+    Example:
+      annota server database migrate
+    """
+
+
+@cli.group()
+def server() -> None:
+    """Run and maintain an annota server: database, search engine, jobs."""
+
+
+server.add_command(database_commands.database)
+
+
+def main() -> None:
+    cli(prog_name="annota")

@@ -1,0 +1,95 @@
+"""The migration lock: two ``migrate`` runs never interleave.
+
+PostgreSQL: a session-level advisory lock on the migrating connection. SQLite: an OS
+file lock beside the database file, so it works across processes and is released by
+the kernel if the holder dies (even ``kill -9``). Both wait up to a timeout.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from annota.errors import MigrationLockTimeoutError
+from annota.server.dburl import DatabaseURL
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+# the advisory-lock key that means "annota is migrating this database"
+ADVISORY_LOCK_KEY = 0x1E3E_2A4C_5B6D_7F01
+POLL_SECONDS = 0.2
+
+
+def _wait_for(
+    try_acquire: Callable[[], bool], timeout: float, on_wait: Callable[[], None], what: str
+) -> None:
+    deadline = time.monotonic() + timeout
+    if try_acquire():
+        return
+    on_wait()
+    while time.monotonic() < deadline:
+        time.sleep(POLL_SECONDS)
+        if try_acquire():
+            return
+    raise MigrationLockTimeoutError(
+        f"another migration still holds {what} after {timeout:g}s; wait for it to finish "
+        "or raise --lock-timeout"
+    )
+
+
+@contextmanager
+def migration_lock(
+    url: DatabaseURL,
+    connection: Connection,
+    *,
+    timeout: float,
+    on_wait: Callable[[], None] = lambda: None,
+) -> Iterator[None]:
+    if url.is_sqlite:
+        with _file_lock(url, timeout, on_wait):
+            yield
+        return
+    import sqlalchemy as sa
+
+    def try_acquire() -> bool:
+        got = connection.execute(
+            sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": ADVISORY_LOCK_KEY}
+        ).scalar_one()
+        connection.commit()  # the lock is session-level; leave no transaction open
+        return bool(got)
+
+    _wait_for(try_acquire, timeout, on_wait, "the PostgreSQL advisory lock")
+    try:
+        yield
+    finally:
+        if connection.in_transaction():
+            connection.rollback()
+        connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_LOCK_KEY})
+        connection.commit()
+
+
+@contextmanager
+def _file_lock(url: DatabaseURL, timeout: float, on_wait: Callable[[], None]) -> Iterator[None]:
+    if url.sqlite_path is None:  # in-memory: private to this process
+        yield
+        return
+    from filelock import FileLock, Timeout
+
+    path = url.sqlite_path.with_name(url.sqlite_path.name + ".migrate.lock")
+    lock = FileLock(path)
+
+    def try_acquire() -> bool:
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            return False
+        return True
+
+    _wait_for(try_acquire, timeout, on_wait, f"the lock file {path}")
+    try:
+        yield
+    finally:
+        lock.release()

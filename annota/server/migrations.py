@@ -1,0 +1,309 @@
+"""The schema lifecycle API: where the database is, and moving it to a release.
+
+The command line, tests, the HTTP app and the docker entrypoint all call these functions.
+Reading the state (``status``) needs neither Alembic nor, on SQLite, SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from annota import __version__
+from annota.errors import (
+    AnnotaError,
+    ConcurrentChangeError,
+    ConfirmationRequiredError,
+    MigrationError,
+    SchemaAheadError,
+    UnsupportedOperationError,
+)
+from annota.server import database
+from annota.server.dburl import DatabaseURL
+from annota.server.revisions import History, Plan, Step, history
+from annota.server.settings import Settings
+
+ALEMBIC_DIR = Path(__file__).resolve().parent.parent / "alembic"
+
+UP_TO_DATE, BEHIND, AHEAD, EMPTY = "up_to_date", "behind", "ahead", "empty"
+
+
+@dataclass(frozen=True)
+class DatabaseStatus:
+    app_version: str
+    database: str  # masked URL
+    backend: str
+    current: str | None
+    current_release: str | None
+    head: str
+    head_release: str
+    state: str  # up_to_date | behind | ahead | empty
+    behind_by: int
+
+    @property
+    def summary(self) -> str:
+        return {
+            UP_TO_DATE: "up to date",
+            BEHIND: f"behind ({self.behind_by} revision{'s' * (self.behind_by != 1)})",
+            AHEAD: "ahead of this code (unknown revision)",
+            EMPTY: f"empty (no schema; {self.behind_by} revisions to apply)",
+        }[self.state]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "app_version": self.app_version,
+            "database": self.database,
+            "backend": self.backend,
+            "current": {"revision": self.current, "release": self.current_release},
+            "head": {"revision": self.head, "release": self.head_release},
+            "state": self.state,
+            "behind_by": self.behind_by,
+        }
+
+
+def release_of(hist: History, revision: str | None) -> str | None:
+    return hist.get(revision).release if revision in hist else None
+
+
+def status_of(url: DatabaseURL, current: str | None, hist: History | None = None) -> DatabaseStatus:
+    hist = hist or history()
+    if current is None:
+        state, behind = EMPTY, len(hist.revisions)
+    elif current not in hist:
+        state, behind = AHEAD, 0
+    else:
+        behind = len(hist.revisions) - hist.position(current)
+        state = UP_TO_DATE if behind == 0 else BEHIND
+    return DatabaseStatus(
+        app_version=__version__,
+        database=url.masked,
+        backend=url.backend,
+        current=current,
+        current_release=release_of(hist, current),
+        head=hist.head.revision,
+        head_release=hist.head.release,
+        state=state,
+        behind_by=behind,
+    )
+
+
+def status(settings: Settings) -> DatabaseStatus:
+    """Where the database is relative to this code's head."""
+    url = settings.database_url
+    return status_of(url, database.read_revision(url))
+
+
+class MigrationReporter:
+    """What ``migrate`` tells as it goes; the CLI prints it, tests record it."""
+
+    def plan(self, plan: Plan, history: History) -> None: ...
+    def waiting_for_lock(self) -> None: ...
+    def nothing_to_do(self, status: DatabaseStatus) -> None: ...
+    def backup_written(self, path: Path) -> None: ...
+    def step_started(self, step: Step) -> None: ...
+    def step_finished(self, step: Step, seconds: float) -> None: ...
+
+
+@dataclass
+class MigrationResult:
+    before: str | None
+    after: str | None
+    direction: str
+    steps: list[tuple[Step, float]] = field(default_factory=list)
+    backup: Path | None = None
+
+    def to_dict(self, hist: History) -> dict[str, Any]:
+        return {
+            "from": {"revision": self.before, "release": release_of(hist, self.before)},
+            "to": {"revision": self.after, "release": release_of(hist, self.after)},
+            "direction": self.direction,
+            "backup": str(self.backup) if self.backup else None,
+            "steps": [step_dict(step) | {"seconds": round(s, 4)} for step, s in self.steps],
+        }
+
+
+def step_dict(step: Step) -> dict[str, Any]:
+    return {
+        "revision": step.revision.revision,
+        "release": step.revision.release,
+        "direction": step.direction,
+        "description": step.revision.description,
+        "data_loss": step.revision.data_loss if step.direction == "downgrade" else None,
+    }
+
+
+def _known(hist: History, url: DatabaseURL, current: str | None) -> str | None:
+    if current is not None and current not in hist:
+        raise SchemaAheadError(
+            f"the database at {url.masked} is at revision {current}, which annota "
+            f"{__version__} does not know (written by a newer annota?); upgrade annota "
+            "before migrating"
+        )
+    return current
+
+
+def plan_migration(settings: Settings, target: str = "head") -> Plan:
+    hist = history()
+    target_rev = hist.resolve(target)
+    url = settings.database_url
+    return hist.plan(_known(hist, url, database.read_revision(url)), target_rev)
+
+
+def migrate(
+    settings: Settings,
+    target: str = "head",
+    *,
+    confirm=None,  # noqa: ANN001 - Callable[[Plan], bool]; None means "never consent"
+    backup: bool = True,
+    lock_timeout: float = 300.0,
+    reporter: MigrationReporter | None = None,
+) -> MigrationResult:
+    """Move the schema to ``target`` (a release tag, revision, ``head`` or ``base``).
+
+    Safe to re-run and to run concurrently: the migration lock serialises runs, and the
+    plan is re-read under the lock, so a second run that waited finds nothing to do.
+    A downgrade needs ``confirm(plan)`` to return True; on SQLite it backs up the file first.
+    """
+    reporter = reporter or MigrationReporter()
+    hist = history()
+    url = settings.database_url
+    target_rev = hist.resolve(target)
+    plan = hist.plan(_known(hist, url, database.read_revision(url)), target_rev)
+    if plan.steps:
+        reporter.plan(plan, hist)
+    if plan.direction == "downgrade" and not (confirm and confirm(plan)):
+        raise ConfirmationRequiredError(
+            "refusing to downgrade without consent; pass --yes to confirm"
+        )
+    if url.sqlite_path is not None:
+        url.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+
+    engine = database.create_engine(url, foreign_keys=False)
+    try:
+        with database.connect(engine, url) as connection:
+            from annota.server.locks import migration_lock
+
+            with migration_lock(
+                url, connection, timeout=lock_timeout, on_wait=reporter.waiting_for_lock
+            ):
+                current = _known(hist, url, database.revision_on(connection))
+                connection.commit()
+                if current != plan.current:
+                    confirmed, plan = plan, hist.plan(current, target_rev)
+                    if plan.direction == "downgrade" and plan != confirmed:
+                        raise ConcurrentChangeError(
+                            "the schema changed while waiting for the migration lock "
+                            f"(now at {current}); run the command again"
+                        )
+                    if plan.steps:
+                        reporter.plan(plan, hist)
+                if not plan.steps:
+                    reporter.nothing_to_do(status_of(url, current, hist))
+                    return MigrationResult(current, current, "none")
+                result = MigrationResult(current, target_rev, plan.direction)
+                if plan.direction == "downgrade" and backup and url.sqlite_path is not None:
+                    result.backup = backup_sqlite(url.sqlite_path, current)
+                    reporter.backup_written(result.backup)
+                _run_alembic(connection, url, plan, result, reporter)
+                return result
+    finally:
+        engine.dispose()
+
+
+def _run_alembic(
+    connection, url: DatabaseURL, plan: Plan, result: MigrationResult, reporter  # noqa: ANN001
+) -> None:
+    from alembic import command
+
+    steps = list(plan.steps)
+    clock = [time.perf_counter()]
+
+    def on_version_apply(**_: Any) -> None:
+        # called inside each revision's transaction, right after it ran
+        step = steps[len(result.steps)]
+        now = time.perf_counter()
+        seconds, clock[0] = now - clock[0], now
+        result.steps.append((step, seconds))
+        reporter.step_finished(step, seconds)
+        if len(result.steps) < len(steps):
+            reporter.step_started(steps[len(result.steps)])
+
+    config = _alembic_config()
+    config.attributes["connection"] = connection
+    config.attributes["on_version_apply"] = [on_version_apply]
+    reporter.step_started(steps[0])
+    try:
+        if plan.direction == "upgrade":
+            command.upgrade(config, plan.target)
+        else:
+            command.downgrade(config, plan.target or "base")
+    except AnnotaError:
+        raise
+    except Exception as exc:
+        failed = steps[len(result.steps)]
+        done = plan.current
+        if result.steps:
+            last = result.steps[-1][0]
+            upgraded = last.direction == "upgrade"
+            done = last.revision.revision if upgraded else last.revision.down_revision
+        raise MigrationError(
+            f"{failed.direction} of revision {failed.revision.revision} "
+            f"({failed.revision.release}) failed: {url.scrub(database.first_line(exc))}; "
+            f"the database stays at {done or 'base'}"
+        ) from exc
+
+
+def _alembic_config():  # noqa: ANN202 - alembic.config.Config, imported lazily
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(ALEMBIC_DIR))
+    return config
+
+
+def migration_sql(settings: Settings, target: str = "head") -> str:
+    """The SQL that ``migrate`` would run, without running it (PostgreSQL only)."""
+    url = settings.database_url
+    if url.is_sqlite:
+        raise UnsupportedOperationError(
+            "--sql is not available on SQLite: its migrations rebuild tables in batch mode, "
+            "which needs the live schema; back up the file and migrate it instead"
+        )
+    plan = plan_migration(settings, target)
+    if not plan.steps:
+        return f"-- nothing to do: the database is already at {plan.current or 'base'}\n"
+    import io
+
+    from alembic import command
+
+    buffer = io.StringIO()
+    config = _alembic_config()
+    config.output_buffer = buffer
+    config.attributes["url"] = url.sqlalchemy_url
+    start = f"{plan.current}:" if plan.current else ""
+    if plan.direction == "upgrade":
+        command.upgrade(config, f"{start}{plan.target}", sql=True)
+    else:
+        command.downgrade(config, f"{start}{plan.target or 'base'}", sql=True)
+    return buffer.getvalue()
+
+
+def backup_sqlite(path: Path, revision: str | None) -> Path:
+    """Copy a live SQLite database with the sqlite3 backup API; returns the copy's path."""
+    stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
+    dest = path.with_name(f"{path.name}.{stamp}-{revision or 'base'}.bak")
+    n = 1
+    while dest.exists():
+        n += 1
+        dest = path.with_name(f"{path.name}.{stamp}-{revision or 'base'}.{n}.bak")
+    source, copy = sqlite3.connect(path), sqlite3.connect(dest)
+    try:
+        source.backup(copy)
+    finally:
+        copy.close()
+        source.close()
+    return dest
