@@ -1,0 +1,145 @@
+"""Fixtures: real SQLite files and a real PostgreSQL, never mocks.
+
+PostgreSQL comes from ANNOTA_TEST_POSTGRES_URL (scripts/test starts a local one), else
+from testcontainers when a Docker engine answers, else the test is skipped — except under
+CI=true, where a missing service fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from annota.cli import cli
+from annota.server.dburl import DatabaseURL
+from annota.server.settings import Settings
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def service_missing(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: a missing service fails the run)", pytrace=False)
+    pytest.skip(reason)
+
+
+def _docker_available() -> bool:
+    try:
+        import docker
+
+        docker.from_env().ping()
+    except Exception:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url():
+    url = os.environ.get("ANNOTA_TEST_POSTGRES_URL")
+    if url:
+        yield url
+        return
+    if _docker_available():
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer("postgres:16-alpine", driver=None) as container:
+            yield container.get_connection_url()
+        return
+    service_missing(
+        "no PostgreSQL: set ANNOTA_TEST_POSTGRES_URL, or run `bash scripts/test`, which "
+        "starts one"
+    )
+
+
+def sqlalchemy_url(url: str) -> str:
+    return DatabaseURL.parse(url).sqlalchemy_url
+
+
+@pytest.fixture
+def postgres_url(postgres_server_url):
+    """A fresh, empty PostgreSQL database for one test."""
+    name = f"annota_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(sqlalchemy_url(postgres_server_url), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except sa.exc.OperationalError as exc:
+        admin.dispose()
+        service_missing(f"PostgreSQL at ANNOTA_TEST_POSTGRES_URL is unreachable: {exc.orig}")
+    parts = urlsplit(postgres_server_url)
+    yield urlunsplit(parts._replace(path=f"/{name}"))
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'annota.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Each test using this runs once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("sqlite_url")
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def env(tmp_path: Path, database_url: str) -> dict[str, str]:
+    """The environment of an annota process pointed at this test's database."""
+    home = tmp_path / "home"
+    return {**os.environ, "ANNOTA_HOME": str(home), "ANNOTA_DATABASE_URL": database_url}
+
+
+@pytest.fixture
+def settings(env: dict[str, str]) -> Settings:
+    return Settings.from_env(env)
+
+
+@pytest.fixture
+def engine(settings: Settings):
+    from annota.server.database import create_engine
+
+    engine = create_engine(settings.database_url)
+    yield engine
+    engine.dispose()
+
+
+class Annota:
+    """Runs the command line, in-process (CliRunner) or as a real process."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+
+    def invoke(self, *args: str, input: str | None = None, **env: str):
+        runner = CliRunner()
+        return runner.invoke(cli, list(args), env={**self.env, **env}, input=input,
+                             catch_exceptions=False)
+
+    def run(self, *args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "annota", *args], env={**self.env, **env},
+            capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+        )
+
+    def popen(self, *args: str, **env: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "annota", *args], env={**self.env, **env},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            stdin=subprocess.DEVNULL,
+        )
+
+
+@pytest.fixture
+def annota(env: dict[str, str]) -> Annota:
+    return Annota(env)
