@@ -42,7 +42,7 @@ class SchemaAheadError(AnnotaError):
 class ConfirmationRequiredError(AnnotaError):
     """A destructive step needs consent: answer the prompt or pass ``--yes``."""
 
-    exit_code = 3
+    exit_code = 7
 
 
 class AbortedError(AnnotaError):

@@ -94,11 +94,18 @@ def database_url(request: pytest.FixtureRequest) -> str:
     return request.getfixturevalue("postgres_url")
 
 
+def make_env(tmp_path: Path, database_url: str | None) -> dict[str, str]:
+    """The environment of an annota process: its own home, and this test's database."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANNOTA_")}
+    env["ANNOTA_HOME"] = str(tmp_path / "home")
+    if database_url:
+        env["ANNOTA_DATABASE_URL"] = database_url
+    return env
+
+
 @pytest.fixture
 def env(tmp_path: Path, database_url: str) -> dict[str, str]:
-    """The environment of an annota process pointed at this test's database."""
-    home = tmp_path / "home"
-    return {**os.environ, "ANNOTA_HOME": str(home), "ANNOTA_DATABASE_URL": database_url}
+    return make_env(tmp_path, database_url)
 
 
 @pytest.fixture
@@ -142,4 +149,15 @@ class Annota:
 
 @pytest.fixture
 def annota(env: dict[str, str]) -> Annota:
+    """The command line on this test's database (SQLite, then PostgreSQL)."""
     return Annota(env)
+
+
+@pytest.fixture
+def sqlite_annota(tmp_path: Path, sqlite_url: str) -> Annota:
+    return Annota(make_env(tmp_path, sqlite_url))
+
+
+@pytest.fixture
+def pg_annota(tmp_path: Path, postgres_url: str) -> Annota:
+    return Annota(make_env(tmp_path, postgres_url))

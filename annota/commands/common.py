@@ -22,7 +22,8 @@ def echo_json(data: Any) -> None:
 def echo_table(headers: list[str], rows: list[list[str]], indent: str = "  ") -> None:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     for line in [headers, *rows]:
-        click.echo(indent + "  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip())
+        cells = (c.ljust(w) for c, w in zip(line, widths, strict=True))
+        click.echo((indent + "  ".join(cells)).rstrip())
 
 
 def settings():  # noqa: ANN201 - annota.server.settings.Settings

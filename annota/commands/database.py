@@ -196,9 +196,8 @@ class _Printer:
         self.echo("Another migration is running; waiting for its lock...")
 
     def nothing_to_do(self, status) -> None:  # noqa: ANN001
-        self.echo(
-            f"Nothing to do: the database is already at {_rev(status.current, status.current_release)}."
-        )
+        where = _rev(status.current, status.current_release)
+        self.echo(f"Nothing to do: the database is already at {where}.")
 
     def backup_written(self, path: Path) -> None:
         self.echo(f"Backed up the SQLite database to {path}")

@@ -94,7 +94,9 @@ def read_revision(url: DatabaseURL) -> str | None:
     if path is None or not path.exists():
         return None
     try:
-        con = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=30)
+        # mode=rw, not ro: after a crash SQLite must be able to roll back a hot journal;
+        # rw still never creates a missing file
+        con = sqlite3.connect(f"{path.absolute().as_uri()}?mode=rw", uri=True, timeout=30)
         try:
             rows = con.execute(f"SELECT version_num FROM {VERSION_TABLE}").fetchall()
         finally:

@@ -1,0 +1,113 @@
+"""Revisions that transform existing rows: the values they produce, up and down."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from annota.server import migrations
+from tests.schema_tools import insert
+
+R_SUGGESTIONS, R_STATUS = "85fb5a1c553f", "95afe52a5067"
+R_VECTORS, R_DISTRIBUTION = "05ad0fb71dfc", "9750b0a4e7b0"
+R_KEEP_RESPONSES, R_LAST_ACTIVITY = "e4be47f32097", "e0c0a096f5b3"
+T0 = datetime(2024, 5, 1, 12, 0, 0)
+ORPHANS = "SELECT COUNT(*) FROM responses WHERE user_id IS NULL"
+
+
+def move(settings, target: str) -> None:
+    migrations.migrate(settings, target, confirm=lambda plan: True, backup=False)
+
+
+DISTRIBUTION = {"strategy": "overlap", "min_submitted": 1}
+
+
+def seed_dataset(connection, n_users: int = 3, **dataset: object) -> dict:
+    stamp = {"inserted_at": T0, "updated_at": T0}
+    users = [
+        insert(connection, "users", first_name=f"u{i}", username=f"u{i}", role="annotator",
+               api_key=f"key-{i}", password_hash="x", **stamp)
+        for i in range(n_users)
+    ]
+    workspace = insert(connection, "workspaces", name="ws", **stamp)
+    dataset = insert(connection, "datasets", name="ds", status="ready",
+                     workspace_id=workspace, **stamp, **dataset)
+    record = insert(connection, "records", fields={"text": "hello"}, dataset_id=dataset,
+                    **stamp)
+    return {"users": users, "dataset": dataset, "record": record}
+
+
+def scalar_rows(connection, sql: str) -> list:
+    return [row[0] for row in connection.execute(sa.text(sql))]
+
+
+def test_response_status_replaces_the_submitted_flag_and_back(settings, engine):
+    move(settings, R_SUGGESTIONS)
+    with engine.begin() as connection:
+        ids = seed_dataset(connection)
+        for user, submitted in zip(ids["users"], [True, False, True], strict=True):
+            insert(connection, "responses", values={"label": "a"}, submitted=submitted,
+                   record_id=ids["record"], user_id=user, inserted_at=T0, updated_at=T0)
+    move(settings, R_STATUS)
+    order = "ORDER BY (SELECT username FROM users WHERE users.id = responses.user_id)"
+    with engine.begin() as connection:
+        assert scalar_rows(connection, f"SELECT status FROM responses {order}") == [
+            "submitted", "draft", "submitted"
+        ]
+        connection.execute(sa.text(
+            "UPDATE responses SET status = 'discarded' WHERE user_id = :u"
+        ), {"u": connection.execute(sa.text("SELECT id FROM users WHERE username = 'u2'"))
+            .scalar_one()})
+    move(settings, R_SUGGESTIONS)
+    with engine.connect() as connection:
+        # the declared loss: discarded becomes an unsubmitted draft
+        assert scalar_rows(connection, f"SELECT submitted FROM responses {order}") == [
+            True, False, False
+        ]
+
+
+def test_distribution_is_filled_for_existing_datasets(settings, engine):
+    move(settings, R_VECTORS)
+    with engine.begin() as connection:
+        seed_dataset(connection)
+    move(settings, R_DISTRIBUTION)
+    with engine.connect() as connection:
+        table = sa.Table("datasets", sa.MetaData(), autoload_with=connection)
+        rows = connection.execute(sa.select(table.c.distribution)).scalars().all()
+    assert rows == [DISTRIBUTION]
+
+
+def test_responses_survive_their_user_and_the_downgrade_removes_only_those(settings, engine):
+    move(settings, R_KEEP_RESPONSES)
+    with engine.begin() as connection:
+        ids = seed_dataset(connection, distribution=DISTRIBUTION)
+        for user in ids["users"]:
+            insert(connection, "responses", values={"label": "a"}, status="submitted",
+                   record_id=ids["record"], user_id=user, inserted_at=T0, updated_at=T0)
+    with engine.begin() as connection:  # the app engine enforces foreign keys (SQLite too)
+        connection.execute(sa.text("DELETE FROM users WHERE username = 'u0'"))
+        assert scalar_rows(connection, "SELECT COUNT(*) FROM responses") == [3]
+        assert scalar_rows(connection, ORPHANS) == [1]
+    move(settings, R_DISTRIBUTION)
+    with engine.connect() as connection:
+        assert scalar_rows(connection, "SELECT COUNT(*) FROM responses") == [2]
+        assert scalar_rows(connection, ORPHANS) == [0]
+
+
+def test_last_activity_is_computed_from_records(settings, engine):
+    move(settings, R_KEEP_RESPONSES)
+    later = datetime(2024, 6, 2, 8, 30, 0)
+    with engine.begin() as connection:
+        ids = seed_dataset(connection, distribution=DISTRIBUTION)
+        insert(connection, "records", fields={"text": "new"}, dataset_id=ids["dataset"],
+               inserted_at=later, updated_at=later)
+        insert(connection, "datasets", name="empty", status="draft",
+                       workspace_id=connection.execute(sa.text("SELECT id FROM workspaces"))
+                       .scalar_one(), inserted_at=T0, updated_at=T0,
+                       distribution=DISTRIBUTION)
+    move(settings, R_LAST_ACTIVITY)
+    with engine.connect() as connection:
+        table = sa.Table("datasets", sa.MetaData(), autoload_with=connection)
+        got = dict(connection.execute(sa.select(table.c.name, table.c.last_activity_at)).all())
+    assert got == {"ds": later, "empty": T0}
