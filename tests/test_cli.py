@@ -225,3 +225,23 @@ def test_traceback_flag_shows_the_exception(tmp_path):
     annota = Annota(make_env(tmp_path, "mysql://a:b@h/d"))
     with pytest.raises(Exception, match="unsupported database"):
         annota.invoke("--traceback", "server", "database", "current")
+
+
+def test_a_held_migration_lock_times_out_with_a_clear_message(annota):
+    from annota.server.database import connect, create_engine
+    from annota.server.locks import migration_lock
+
+    settings = Settings.from_env(annota.env)
+    url = settings.database_url
+    if url.sqlite_path:
+        url.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url)
+    try:
+        with connect(engine, url) as connection, migration_lock(url, connection, timeout=5):
+            result = annota.invoke("server", "database", "migrate", "--lock-timeout", "1")
+    finally:
+        engine.dispose()
+    assert result.exit_code == 6
+    assert "another migration still holds" in result.stderr
+    assert "waiting for its lock" in result.stdout
+    assert current_of(annota) is None  # nothing ran
