@@ -19,6 +19,27 @@ def timestamps() -> list[sa.Column]:
     ]
 
 
+def create_dataset_settings_table(op, table: str, *columns: sa.Column) -> None:  # noqa: ANN001
+    """A table of per-dataset settings (fields, questions, metadata properties, vector
+    settings): a name unique within the dataset, a title, and ``columns``."""
+    op.create_table(
+        table,
+        id_column(),
+        sa.Column("name", sa.String(), nullable=False),
+        sa.Column("title", sa.Text(), nullable=False),
+        *columns,
+        sa.Column("dataset_id", sa.Uuid(), nullable=False),
+        *timestamps(),
+        sa.PrimaryKeyConstraint("id", name=f"pk_{table}"),
+        sa.ForeignKeyConstraint(
+            ["dataset_id"], ["datasets.id"], ondelete="CASCADE",
+            name=f"fk_{table}_dataset_id_datasets",
+        ),
+        sa.UniqueConstraint("name", "dataset_id", name=f"uq_{table}_name_dataset_id"),
+    )
+    op.create_index(f"ix_{table}_dataset_id", table, ["dataset_id"])
+
+
 def is_postgresql(op) -> bool:  # noqa: ANN001 - alembic's op proxy
     # the migration context knows its dialect in online and offline (--sql) mode alike
     return op.get_context().dialect.name == "postgresql"

@@ -7,7 +7,7 @@ Revises: af9c23184370
 import sqlalchemy as sa
 from alembic import op
 
-from annota.alembic.helpers import id_column, timestamps
+from annota.alembic.helpers import create_dataset_settings_table, id_column, timestamps
 
 revision = "3129bc8d2219"
 down_revision = "af9c23184370"
@@ -15,26 +15,6 @@ branch_labels = None
 depends_on = None
 release = "1.0"
 data_loss = "drops datasets, fields, questions, records and responses (every labelled record)"
-
-
-def _dataset_child(table: str, *columns: sa.Column) -> None:
-    """A table of per-dataset settings whose names are unique within the dataset."""
-    op.create_table(
-        table,
-        id_column(),
-        sa.Column("name", sa.String(), nullable=False),
-        sa.Column("title", sa.Text(), nullable=False),
-        *columns,
-        sa.Column("dataset_id", sa.Uuid(), nullable=False),
-        *timestamps(),
-        sa.PrimaryKeyConstraint("id", name=f"pk_{table}"),
-        sa.ForeignKeyConstraint(
-            ["dataset_id"], ["datasets.id"], ondelete="CASCADE",
-            name=f"fk_{table}_dataset_id_datasets",
-        ),
-        sa.UniqueConstraint("name", "dataset_id", name=f"uq_{table}_name_dataset_id"),
-    )
-    op.create_index(f"ix_{table}_dataset_id", table, ["dataset_id"])
 
 
 def upgrade() -> None:
@@ -54,12 +34,14 @@ def upgrade() -> None:
         sa.UniqueConstraint("name", "workspace_id", name="uq_datasets_name_workspace_id"),
     )
     op.create_index("ix_datasets_workspace_id", "datasets", ["workspace_id"])
-    _dataset_child(
+    create_dataset_settings_table(
+        op,
         "fields",
         sa.Column("required", sa.Boolean(), nullable=False),
         sa.Column("settings", sa.JSON(), nullable=False),
     )
-    _dataset_child(
+    create_dataset_settings_table(
+        op,
         "questions",
         sa.Column("description", sa.Text(), nullable=True),
         sa.Column("required", sa.Boolean(), nullable=False),

@@ -7,7 +7,7 @@ Revises: 95afe52a5067
 import sqlalchemy as sa
 from alembic import op
 
-from annota.alembic.helpers import id_column, timestamps
+from annota.alembic.helpers import create_dataset_settings_table
 
 revision = "292e807c7e43"
 down_revision = "95afe52a5067"
@@ -18,26 +18,11 @@ data_loss = "drops table metadata_properties and column records.metadata"
 
 
 def upgrade() -> None:
-    op.create_table(
+    create_dataset_settings_table(
+        op,
         "metadata_properties",
-        id_column(),
-        sa.Column("name", sa.String(), nullable=False),
-        sa.Column("title", sa.Text(), nullable=False),
         sa.Column("settings", sa.JSON(), nullable=False),
         sa.Column("allowed_roles", sa.JSON(), nullable=False),
-        sa.Column("dataset_id", sa.Uuid(), nullable=False),
-        *timestamps(),
-        sa.PrimaryKeyConstraint("id", name="pk_metadata_properties"),
-        sa.ForeignKeyConstraint(
-            ["dataset_id"], ["datasets.id"], ondelete="CASCADE",
-            name="fk_metadata_properties_dataset_id_datasets",
-        ),
-        sa.UniqueConstraint(
-            "name", "dataset_id", name="uq_metadata_properties_name_dataset_id"
-        ),
-    )
-    op.create_index(
-        "ix_metadata_properties_dataset_id", "metadata_properties", ["dataset_id"]
     )
     op.add_column("records", sa.Column("metadata", sa.JSON(), nullable=True))
 

@@ -7,7 +7,7 @@ Revises: 292e807c7e43
 import sqlalchemy as sa
 from alembic import op
 
-from annota.alembic.helpers import id_column, timestamps
+from annota.alembic.helpers import create_dataset_settings_table, id_column, timestamps
 
 revision = "05ad0fb71dfc"
 down_revision = "292e807c7e43"
@@ -18,22 +18,9 @@ data_loss = "drops tables vector_settings and vectors (every stored vector)"
 
 
 def upgrade() -> None:
-    op.create_table(
-        "vector_settings",
-        id_column(),
-        sa.Column("name", sa.String(), nullable=False),
-        sa.Column("title", sa.Text(), nullable=False),
-        sa.Column("dimensions", sa.Integer(), nullable=False),
-        sa.Column("dataset_id", sa.Uuid(), nullable=False),
-        *timestamps(),
-        sa.PrimaryKeyConstraint("id", name="pk_vector_settings"),
-        sa.ForeignKeyConstraint(
-            ["dataset_id"], ["datasets.id"], ondelete="CASCADE",
-            name="fk_vector_settings_dataset_id_datasets",
-        ),
-        sa.UniqueConstraint("name", "dataset_id", name="uq_vector_settings_name_dataset_id"),
+    create_dataset_settings_table(
+        op, "vector_settings", sa.Column("dimensions", sa.Integer(), nullable=False)
     )
-    op.create_index("ix_vector_settings_dataset_id", "vector_settings", ["dataset_id"])
     op.create_table(
         "vectors",
         id_column(),
