@@ -4,21 +4,35 @@
     eval "$(python3 scripts/services.py env)"   # start what is missing, print exports
     python3 scripts/services.py stop            # stop what this script started
 
-A service given by its environment URL (ANNOTA_TEST_POSTGRES_URL) is left alone.
-Otherwise PostgreSQL comes from Debian's packages (installed with apt-get when missing
-and we are root) and runs as a throw-away cluster on a loopback port under
-ANNOTA_SERVICES_DIR (default /tmp/annota-services). Standard library only: this runs
-before anything is installed. Messages go to stderr; stdout carries only the exports.
+A service given by its environment URL (ANNOTA_TEST_POSTGRES_URL,
+ANNOTA_TEST_ELASTICSEARCH_URL, ANNOTA_TEST_ELASTICSEARCH9_URL, ANNOTA_TEST_OPENSEARCH_URL)
+is left alone. Otherwise, on loopback ports under ANNOTA_SERVICES_DIR (default
+/tmp/annota-services):
+
+- PostgreSQL from Debian's packages (installed with apt-get when missing and we are root),
+  as a throw-away cluster;
+- Elasticsearch 8 and 9 and OpenSearch 2 from their integration-test zip distributions on
+  Maven Central (fetched with `mvn dependency:get`), run with the machine's JDK and a
+  512 MiB heap. The OpenSearch zip has no k-NN, so its k-NN plugin and the lang-painless
+  module it extends are added from their Maven Central artifacts.
+
+Standard library only: this runs before anything is installed. Messages go to stderr;
+stdout carries only the exports.
 """
 
 from __future__ import annotations
 
 import glob
+import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
 import sys
+import time
+import urllib.request
+import zipfile
 from pathlib import Path
 
 SERVICES_DIR = Path(os.environ.get("ANNOTA_SERVICES_DIR", "/tmp/annota-services"))
@@ -88,18 +102,181 @@ def postgres() -> str:
     return url
 
 
+# --- search engines --------------------------------------------------------------------
+
+SEARCH_USER = "annota-services"  # Elasticsearch and OpenSearch refuse to run as root
+ENGINES = {
+    "elasticsearch": {
+        "env": "ANNOTA_TEST_ELASTICSEARCH_URL", "port": 59200, "java": 17,
+        "artifact": "org.elasticsearch.distribution.integ-test-zip:elasticsearch",
+        "version": os.environ.get("ANNOTA_SERVICES_ES8_VERSION", "8.19.3"),
+    },
+    "elasticsearch9": {
+        "env": "ANNOTA_TEST_ELASTICSEARCH9_URL", "port": 59202, "java": 21,
+        "artifact": "org.elasticsearch.distribution.integ-test-zip:elasticsearch",
+        "version": os.environ.get("ANNOTA_SERVICES_ES9_VERSION", "9.1.0"),
+    },
+    "opensearch": {
+        "env": "ANNOTA_TEST_OPENSEARCH_URL", "port": 59201, "java": 17,
+        "artifact": "org.opensearch.distribution.integ-test-zip:opensearch",
+        "version": os.environ.get("ANNOTA_SERVICES_OPENSEARCH_VERSION", "2.19.1"),
+    },
+}
+PAINLESS_JARS = [  # lang-painless and its runtime dependencies (its Maven POM)
+    "org.opensearch.plugin:lang-painless:{v}",
+    "org.opensearch.plugin:opensearch-scripting-painless-spi:{v}",
+    "org.antlr:antlr4-runtime:4.13.1", "org.ow2.asm:asm:9.7", "org.ow2.asm:asm-util:9.7",
+    "org.ow2.asm:asm-tree:9.7", "org.ow2.asm:asm-commons:9.7", "org.ow2.asm:asm-analysis:9.7",
+]
+
+
+def maven(coordinates: str, packaging: str = "jar") -> Path:
+    """Fetch one artifact from Maven Central into the local repository; return its path."""
+    group, artifact, version = coordinates.split(":")
+    path = (Path.home() / ".m2" / "repository" / group.replace(".", "/") / artifact / version
+            / f"{artifact}-{version}.{packaging}")
+    if not path.exists():
+        if not shutil.which("mvn"):
+            apt_install("maven")
+        log(f"fetching {coordinates}:{packaging} from Maven Central")
+        run(["mvn", "-q", "-B", "dependency:get", f"-Dartifact={coordinates}:{packaging}",
+             "-Dtransitive=false"], stdout=sys.stderr)
+    return path
+
+
+def java_home(minimum: int) -> str:
+    """The oldest installed JDK of at least ``minimum`` (Debian's and Temurin alike)."""
+    found = []
+    for release in glob.glob("/usr/lib/jvm/*/release"):
+        match = re.search(r'JAVA_VERSION="(\d+)', Path(release).read_text())
+        if match and int(match[1]) >= minimum:
+            found.append((int(match[1]), str(Path(release).parent)))
+    if not found:
+        apt_install("openjdk-17-jdk-headless")
+        return java_home(minimum)
+    return min(found)[1]
+
+
+def extract(archive: Path, into: Path) -> None:
+    with zipfile.ZipFile(archive) as zf:
+        for info in zf.infolist():
+            target = Path(zf.extract(info, into))
+            mode = info.external_attr >> 16
+            if mode:
+                target.chmod(mode & 0o777)
+
+
+def install_engine(name: str, spec: dict) -> Path:
+    version = spec["version"]
+    home = SERVICES_DIR / f"{name}-{version}"
+    product = spec["artifact"].split(":")[1]
+    dist = home / f"{product}-{version}"
+    if dist.exists():
+        return dist
+    extract(maven(f"{spec['artifact']}:{version}", "zip"), home)
+    if product == "opensearch":
+        module = dist / "modules" / "lang-painless"
+        module.mkdir()
+        for coordinates in PAINLESS_JARS:
+            shutil.copy(maven(coordinates.format(v=version)), module)
+        (module / "plugin-descriptor.properties").write_text(
+            "description=Painless scripting (assembled from Maven Central by annota)\n"
+            f"version={version}\nname=lang-painless\n"
+            "classname=org.opensearch.painless.PainlessPlugin\njava.version=11\n"
+            f"opensearch.version={version}\nextended.plugins=\nhas.native.controller=false\n")
+        (module / "plugin-security.policy").write_text(
+            'grant {\n  permission java.lang.RuntimePermission "createClassLoader";\n'
+            '  permission java.lang.RuntimePermission "getClassLoader";\n};\n')
+        extract(maven(f"org.opensearch.plugin:opensearch-knn:{version}.0", "zip"),
+                dist / "plugins" / "opensearch-knn")
+    return dist
+
+
+def engine_answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/_cluster/health", timeout=2) as response:
+            return json.load(response).get("status") in ("green", "yellow")
+    except OSError:
+        return False
+
+
+def start_engine(name: str, spec: dict) -> str:
+    url = f"http://127.0.0.1:{spec['port']}"
+    if engine_answers(url):
+        return url
+    dist = install_engine(name, spec)
+    state = dist.parent / "state"
+    (state / "data").mkdir(parents=True, exist_ok=True)
+    (state / "logs").mkdir(exist_ok=True)
+    product = "opensearch" if "opensearch" in spec["artifact"] else "elasticsearch"
+    settings = {
+        "discovery.type": "single-node", "network.host": "127.0.0.1",
+        "http.port": spec["port"], "transport.port": spec["port"] + 100,
+        "path.data": state / "data", "path.logs": state / "logs",
+        "cluster.routing.allocation.disk.threshold_enabled": "false",
+    }
+    if product == "elasticsearch":
+        settings["xpack.security.enabled"] = "false"
+    prefix = "ES" if product == "elasticsearch" else "OPENSEARCH"
+    env = {**os.environ, f"{prefix}_JAVA_HOME": java_home(spec["java"]),
+           f"{prefix}_JAVA_OPTS": "-Xms512m -Xmx512m"}
+    command = [str(dist / "bin" / product), "-p", str(state / "pid")]
+    command += [f"-E{k}={v}" for k, v in settings.items()]
+    if os.geteuid() == 0:
+        if subprocess.run(["id", SEARCH_USER], capture_output=True).returncode != 0:
+            run(["useradd", "--system", "--no-create-home", SEARCH_USER])
+        run(["chown", "-R", SEARCH_USER, str(dist.parent)])
+        command = ["runuser", "-u", SEARCH_USER, "--", "env",
+                   *(f"{k}={env[k]}" for k in env if k.startswith(prefix)), *command]
+    log(f"starting {name} {spec['version']} on {url} (output in {state / 'console.log'})")
+    with open(state / "console.log", "ab") as console:  # detached: it outlives this script
+        subprocess.Popen(command, env=env, stdout=console, stderr=subprocess.STDOUT,
+                         stdin=subprocess.DEVNULL, start_new_session=True)
+    return url
+
+
+def wait_for(name: str, url: str, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while not engine_answers(url):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"[services] {name} did not come up on {url} in {timeout:g}s; "
+                             f"see its logs under {SERVICES_DIR}")
+        time.sleep(1)
+
+
+def search_engines() -> dict[str, str]:
+    urls, started = {}, []
+    for name, spec in ENGINES.items():
+        if os.environ.get(spec["env"]):
+            urls[spec["env"]] = os.environ[spec["env"]]
+        else:
+            urls[spec["env"]] = start_engine(name, spec)
+            started.append(name)
+    for name in started:  # they boot in parallel; wait for each
+        wait_for(name, urls[ENGINES[name]["env"]])
+    return urls
+
+
 def stop() -> None:
     data = SERVICES_DIR / "postgres" / "data"
     if (data / "postmaster.pid").exists():
         owner = "postgres" if os.geteuid() == 0 else None
         run([str(postgres_bindir() / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
             as_user=owner, stdout=sys.stderr)
+    for pidfile in SERVICES_DIR.glob("*/state/pid"):
+        try:
+            os.kill(int(pidfile.read_text()), 15)
+            log(f"stopped {pidfile.parent.parent.name}")
+        except (ProcessLookupError, ValueError):
+            pass
 
 
 def main(argv: list[str]) -> None:
     command = argv[1] if len(argv) > 1 else "env"
     if command == "env":
-        print(f"export ANNOTA_TEST_POSTGRES_URL={shlex.quote(postgres())}")
+        exports = {"ANNOTA_TEST_POSTGRES_URL": postgres(), **search_engines()}
+        for key, value in exports.items():
+            print(f"export {key}={shlex.quote(value)}")
     elif command == "stop":
         stop()
     else:
