@@ -13,6 +13,7 @@ import click
 
 from annota import __version__
 from annota.commands import database as database_commands
+from annota.commands import search as search_commands
 from annota.errors import AnnotaError
 
 
@@ -50,6 +51,7 @@ def server() -> None:
 
 
 server.add_command(database_commands.database)
+server.add_command(search_commands.search_engine)
 
 
 def main() -> None:

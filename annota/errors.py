@@ -73,3 +73,31 @@ class MigrationError(AnnotaError):
     """A revision failed while running; the database stays at the last completed one."""
 
     exit_code = 1
+
+
+class NotFoundError(AnnotaError):
+    """A thing named by the user (a dataset id, ...) does not exist."""
+
+    exit_code = 11
+
+
+class SearchEngineError(AnnotaError):
+    """A search engine call failed."""
+
+
+class SearchEngineUnreachableError(SearchEngineError):
+    """No search engine answers at the configured URL."""
+
+    exit_code = 8
+
+
+class WrongSearchEngineError(SearchEngineError):
+    """The server at the URL is not the configured kind (Elasticsearch vs OpenSearch)."""
+
+    exit_code = 9
+
+
+class ReindexError(AnnotaError):
+    """A reindex did not complete: documents were rejected or counts did not match."""
+
+    exit_code = 10

@@ -7,7 +7,7 @@ start fast; the engine module turns a ``DatabaseURL`` into a SQLAlchemy URL.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -39,10 +39,13 @@ def mask_url(url: str) -> str:
 class DatabaseURL:
     """A validated database URL as the user wrote it, plus what annota derives from it."""
 
-    raw: str
+    raw: str = field(repr=False)  # may carry the password; show ``masked``
     driver: str  # the SQLAlchemy drivername: "sqlite" or "postgresql+psycopg"
-    password: str | None
+    password: str | None = field(repr=False)
     sqlite_path: Path | None  # None for PostgreSQL and for in-memory SQLite
+
+    def __repr__(self) -> str:
+        return f"DatabaseURL({self.masked!r})"
 
     @property
     def backend(self) -> str:

@@ -1,0 +1,222 @@
+"""``annota server search-engine``: rebuild and inspect the search indices."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from annota.commands.common import echo_json, echo_table, json_option, settings
+
+EXIT_DRIFT = 12
+
+
+@click.group("search-engine")
+def search_engine() -> None:
+    """Rebuild and inspect the per-dataset search indices (Elasticsearch or OpenSearch).
+
+    Set ANNOTA_SEARCH_ENGINE (elasticsearch | opensearch) and ANNOTA_ELASTICSEARCH (URL).
+
+    \b
+    Example:
+      ANNOTA_ELASTICSEARCH=http://localhost:9200 annota server search-engine status
+    """
+
+
+class _Progress:
+    """Reindex progress: a rich bar on a terminal, a plain line every few seconds otherwise."""
+
+    def __init__(self, live: bool, every: float = 5.0) -> None:
+        self.live, self.every = live, every
+        self.bar = None
+        self.task = None
+        self.total_task = None
+        self.plans: list = []
+        self.started = time.monotonic()
+        self.last = 0.0
+
+    def echo(self, message: str) -> None:
+        if self.bar is not None:
+            self.bar.console.print(message, markup=False, highlight=False)
+        else:
+            click.echo(message, err=True)
+
+    def planned(self, plans) -> None:  # noqa: ANN001
+        self.plans = plans
+        total = sum(p.records for p in plans)
+        self.echo(f"Reindexing {len(plans)} datasets, {total} records")
+        if self.live and plans:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TaskProgressColumn,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self.bar = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TaskProgressColumn(), TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+                console=None, transient=False,
+            )
+            self.bar.console.stderr = True
+            self.bar.start()
+            self.total_task = self.bar.add_task("datasets", total=len(plans), rate="")
+
+    def dataset_started(self, plan, index: str) -> None:  # noqa: ANN001
+        self.started, self.last = time.monotonic(), time.monotonic()
+        if self.bar is not None:
+            if self.task is not None:
+                self.bar.remove_task(self.task)
+            self.task = self.bar.add_task(plan.name, total=plan.records or None, rate="")
+        else:
+            self.echo(f"{plan.name} ({plan.dataset_id}): {plan.records} records -> {index}")
+
+    def progressed(self, plan, done: int) -> None:  # noqa: ANN001
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        rate = done / elapsed
+        if self.bar is not None:
+            self.bar.update(self.task, completed=done, rate=f"{rate:,.0f} rec/s")
+        elif time.monotonic() - self.last >= self.every:
+            left = (plan.records - done) / rate if rate else 0
+            self.echo(f"{plan.name}: {done}/{plan.records} records, {rate:,.0f}/s, "
+                      f"ETA {left:.0f}s")
+            self.last = time.monotonic()
+
+    def dataset_finished(self, result) -> None:  # noqa: ANN001
+        if self.bar is not None:
+            self.bar.advance(self.total_task)
+        outcome = "switched" if result.swapped else f"NOT switched: {result.error}"
+        self.echo(f"{result.plan.name}: {result.indexed} indexed, {result.rejected} rejected "
+                  f"in {result.seconds:.1f}s; alias {outcome}")
+
+    def note(self, message: str) -> None:
+        self.echo(message)
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+@search_engine.command()
+@click.option("--dataset-id", "dataset_ids", multiple=True,
+              help="Only this dataset (repeatable). Default: every dataset.")
+@click.option("--feedback-dataset-id", "feedback_ids", multiple=True,
+              help="Another name for --dataset-id.")
+@click.option("--batch-size", type=click.IntRange(1, 10_000), default=500, show_default=True,
+              help="Records per database read and bulk request.")
+@click.option("--in-place", is_flag=True,
+              help="Delete each index and refill it (search is down meanwhile).")
+@click.option("--dry-run", is_flag=True, help="Print what would be done; change nothing.")
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write rejected documents (JSONL). "
+                   "Default: $ANNOTA_HOME/reindex/rejected-<time>.jsonl")
+@json_option
+def reindex(dataset_ids: tuple[str, ...], feedback_ids: tuple[str, ...], batch_size: int,
+            in_place: bool, dry_run: bool, report: Path | None, as_json: bool) -> None:
+    """Rebuild dataset search indices from the database, with zero search downtime.
+
+    Each dataset's index is built anew, checked against the database, and only then
+    swapped in behind the dataset's alias. Rejected documents go to a JSONL report and
+    make the command exit 10; the alias then stays on the old index.
+
+    \b
+    Example:
+      annota server search-engine reindex
+      annota server search-engine reindex --dataset-id 5f1c... --dry-run
+    """
+    from annota.errors import ReindexError
+    from annota.search import reindex as reindexing
+
+    config = settings()
+    wanted = list(dataset_ids + feedback_ids) or None
+    if dry_run:
+        plans = reindexing.plan(config, wanted)
+        if as_json:
+            echo_json({"dry_run": True, "mode": "in-place" if in_place else "swap",
+                       "datasets": [p.to_dict() for p in plans]})
+            return
+        for p in plans:
+            now = ", ".join(p.current) or "no index"
+            how = ("delete it and refill the alias in place" if in_place else
+                   f"build {p.alias}.<timestamp>, then switch {p.alias} to it")
+            click.echo(f"{p.name} ({p.dataset_id}): {p.records} records; now {now}; would {how}")
+        click.echo(f"{len(plans)} datasets, {sum(p.records for p in plans)} records; "
+                   "nothing was changed (dry run)")
+        return
+    progress = _Progress(live=sys.stderr.isatty() and not as_json)
+    try:
+        summary = reindexing.reindex(config, wanted, batch_size=batch_size, in_place=in_place,
+                                     report_path=report, reporter=progress)
+    finally:
+        progress.stop()
+    if as_json:
+        echo_json({"datasets": [r.to_dict() for r in summary.results],
+                   "report": str(summary.report) if summary.report else None,
+                   "ok": not summary.failed})
+    else:
+        echo_table(["DATASET", "NAME", "RECORDS", "SECONDS", "REJECTED", "RESULT"], [
+            [r.plan.dataset_id, r.plan.name, str(r.indexed), f"{r.seconds:.1f}",
+             str(r.rejected), "switched" if r.swapped else "not switched"]
+            for r in summary.results
+        ], indent="")
+    if summary.failed:
+        where = f"; rejected documents are in {summary.report}" if summary.report else ""
+        raise ReindexError(
+            f"{len(summary.failed)} of {len(summary.results)} datasets were not reindexed: "
+            f"{summary.failed[0].error}{where}"
+        )
+
+
+@search_engine.command()
+@json_option
+def status(as_json: bool) -> None:
+    """Compare each dataset's records with its index; exit 12 if any needs a reindex.
+
+    \b
+    Example:
+      annota server search-engine status --json
+    """
+    from annota.search import maintenance
+
+    state = maintenance.status(settings())
+    if as_json:
+        echo_json(state.to_dict())
+    else:
+        click.echo(f"Search engine: {state.engine.kind} {state.engine.version}")
+        echo_table(["DATASET", "NAME", "RECORDS", "DOCUMENTS", "INDEX", "MAPPING", "REINDEX"], [
+            [d.dataset_id, d.name, str(d.records), "-" if d.documents is None else
+             str(d.documents), d.index or "-", str(d.mapping_version or "-"),
+             "; ".join(d.reasons) or "no"] for d in state.datasets
+        ], indent="") if state.datasets else click.echo("No datasets.")
+        if state.orphans:
+            click.echo(f"{len(state.orphans)} indices without an alias (see `cleanup`): "
+                       + ", ".join(state.orphans))
+    if state.drift:
+        sys.exit(EXIT_DRIFT)
+
+
+@search_engine.command()
+@click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
+@click.option("--stale-after", type=click.FloatRange(min=0), default=300, show_default=True,
+              help="Seconds without a heartbeat after which an unaliased index being built "
+                   "elsewhere counts as abandoned.")
+def cleanup(dry_run: bool, stale_after: float) -> None:
+    """Delete annota indices no alias points to (left behind by a crashed reindex).
+
+    \b
+    Example:
+      annota server search-engine cleanup --dry-run
+    """
+    from annota.search import maintenance
+
+    result = maintenance.cleanup(settings(), dry_run=dry_run, stale_after=stale_after)
+    verb = "Would delete" if dry_run else "Deleted"
+    for name in result.deleted:
+        click.echo(f"{verb} {name}")
+    for name in result.kept_building:
+        click.echo(f"Kept {name}: a reindex is still building it")
+    click.echo(f"{verb} {len(result.deleted)} indices.")

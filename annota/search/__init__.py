@@ -1,0 +1,21 @@
+"""Search: one engine interface over Elasticsearch and OpenSearch, and the reindex task."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from annota.search.engine import SearchEngine
+    from annota.server.settings import SearchSettings
+
+
+def connect(settings: SearchSettings) -> SearchEngine:
+    """The engine for ``settings`` (its client imported only now), checked to answer and
+    to be the kind configured."""
+    if settings.engine == "opensearch":
+        from annota.search.opensearch import OpenSearchEngine as Engine
+    else:
+        from annota.search.elasticsearch import ElasticsearchEngine as Engine
+    engine = Engine(settings)
+    engine.info()
+    return engine

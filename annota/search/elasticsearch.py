@@ -1,0 +1,130 @@
+"""Elasticsearch 8 and 9, through the official client (8.x, which speaks to both)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from elasticsearch import ApiError, Elasticsearch, UnsupportedProductError
+from elasticsearch import ConnectionError as ClientConnectionError
+
+from annota.errors import SearchEngineError, SearchEngineUnreachableError, WrongSearchEngineError
+from annota.search.engine import EngineInfo, SearchEngine, TooManyRequests
+from annota.search.errors import describe_error, scrub
+
+SUPPORTED_MAJORS = ("8", "9")
+
+
+class ElasticsearchEngine(SearchEngine):
+    kind = "elasticsearch"
+
+    def _client(self) -> Elasticsearch:
+        s = self.settings
+        return Elasticsearch(
+            hosts=[s.url],
+            api_key=s.api_key,
+            basic_auth=(s.username, s.password or "") if s.username else None,
+            ca_certs=s.ca_path,
+            verify_certs=s.verify_certs,
+            request_timeout=120,
+            max_retries=2,
+            retry_on_timeout=True,
+        )
+
+    @contextmanager
+    def _call(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except UnsupportedProductError:
+            raise WrongSearchEngineError(
+                f"the server at {self.settings.masked_url} is not Elasticsearch (OpenSearch?); "
+                "set ANNOTA_SEARCH_ENGINE=opensearch"
+            ) from None
+        except ClientConnectionError as exc:
+            raise SearchEngineUnreachableError(
+                f"cannot reach Elasticsearch at {self.settings.masked_url}: "
+                f"{scrub(self.settings, exc)}"
+            ) from None
+        except ApiError as exc:
+            if exc.meta.status == 429:
+                raise TooManyRequests() from None
+            raise SearchEngineError(
+                f"Elasticsearch could not {what}: {describe_error(exc.meta.status, exc.body)}"
+            ) from None
+
+    def info(self) -> EngineInfo:
+        # the nodes API, not GET /: minimal distributions may not serve the root endpoint
+        with self._call("report its version"):
+            nodes = self.client.nodes.info(node_id="_local", filter_path="nodes.*.version")
+        version = next(iter(nodes["nodes"].values()))["version"]
+        if version.split(".")[0] not in SUPPORTED_MAJORS:
+            raise WrongSearchEngineError(
+                f"Elasticsearch {version} at {self.settings.masked_url} is not supported; "
+                "annota needs Elasticsearch 8 or 9"
+            )
+        return EngineInfo(self.kind, version)
+
+    def vector_field(self, dimensions: int) -> dict[str, Any]:
+        return {"type": "dense_vector", "dims": dimensions, "index": True,
+                "similarity": "cosine"}
+
+    def index_settings(self, *, vectors: bool) -> dict[str, Any]:
+        return {}
+
+    def knn_search(self, index: str, field: str, vector: list[float], k: int) -> list[dict]:
+        knn = {"field": f"vectors.{field}", "query_vector": vector, "k": k,
+               "num_candidates": max(50, 5 * k)}
+        with self._call("run a kNN search"):
+            return self.client.search(index=index, knn=knn, size=k)["hits"]["hits"]
+
+    def create_index(self, name: str, settings: dict, mappings: dict,
+                     aliases: list[str] = ()) -> None:
+        with self._call(f"create index {name}"):
+            self.client.indices.create(index=name, settings=settings, mappings=mappings,
+                                       aliases={alias: {} for alias in aliases})
+
+    def delete_index(self, name: str) -> None:
+        with self._call(f"delete index {name}"):
+            self.client.options(ignore_status=404).indices.delete(index=name)
+
+    def put_settings(self, name: str, settings: dict) -> None:
+        with self._call(f"update the settings of {name}"):
+            self.client.indices.put_settings(index=name, settings=settings)
+
+    def put_meta(self, name: str, meta: dict) -> None:
+        with self._call(f"update the mapping of {name}"):
+            self.client.indices.put_mapping(index=name, meta=meta)
+
+    def refresh(self, name: str) -> None:
+        with self._call(f"refresh {name}"):
+            self.client.indices.refresh(index=name)
+
+    def count(self, name: str) -> int:
+        with self._call(f"count {name}"):
+            return self.client.count(index=name)["count"]
+
+    def bulk(self, operations: list[dict]) -> dict:
+        with self._call("index documents"):
+            return self.client.bulk(operations=operations).body
+
+    def indices(self, pattern: str) -> dict[str, list[str]]:
+        with self._call(f"list indices {pattern}"):
+            found = self.client.indices.get_alias(index=pattern, expand_wildcards="open")
+        return {name: sorted(entry.get("aliases", {})) for name, entry in found.body.items()}
+
+    def update_aliases(self, actions: list[dict]) -> None:
+        with self._call("switch aliases"):
+            self.client.indices.update_aliases(actions=actions)
+
+    def mapping_meta(self, name: str) -> dict:
+        with self._call(f"read the mapping of {name}"):
+            found = self.client.indices.get_mapping(index=name)
+        return {index: entry["mappings"].get("_meta", {}) for index, entry in found.body.items()}
+
+    def search(self, index: str, query: dict, *, size: int = 10, sort: list | None = None,
+               search_after: list | None = None, source: Any = True) -> list[dict]:
+        with self._call(f"search {index}"):
+            response = self.client.search(index=index, query=query, size=size, sort=sort,
+                                          search_after=search_after, source=source)
+        return response["hits"]["hits"]

@@ -1,0 +1,135 @@
+"""The engine interface: what annota needs from a search engine, and index naming.
+
+One alias per dataset (``<prefix>.records.<dataset id>``) points at a concrete index
+(``<alias>.<UTC timestamp>``). The client-specific parts (client construction, call style,
+product check, vector field type, kNN query shape) live in ``elasticsearch.py`` and
+``opensearch.py``; everything else is written once, here and in ``reindex.py``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from annota.server.settings import SearchSettings
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    kind: str  # elasticsearch | opensearch
+    version: str
+
+
+def alias_name(prefix: str, dataset_id: object) -> str:
+    return f"{prefix}.records.{dataset_id}"
+
+
+def new_index_name(prefix: str, dataset_id: object) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S%f")
+    return f"{alias_name(prefix, dataset_id)}.{stamp}"
+
+
+def index_pattern(prefix: str) -> str:
+    return f"{prefix}.records.*"
+
+
+def dataset_of_index(prefix: str, index: str) -> str | None:
+    """The dataset id in an annota index name, or None for someone else's index."""
+    head = f"{prefix}.records."
+    if not index.startswith(head):
+        return None
+    return index[len(head):].split(".", 1)[0]
+
+
+class SearchEngine(ABC):
+    kind: str
+
+    def __init__(self, settings: SearchSettings) -> None:
+        self.settings = settings
+        self.client = self._client()
+
+    @property
+    def prefix(self) -> str:
+        return self.settings.index_prefix
+
+    # -- what differs between the engines ---------------------------------------------
+    @abstractmethod
+    def _client(self) -> Any: ...
+
+    @abstractmethod
+    def info(self) -> EngineInfo:
+        """Version, after checking the server answers and is of this engine's kind."""
+
+    @abstractmethod
+    def vector_field(self, dimensions: int) -> dict[str, Any]:
+        """The mapping of one vector field."""
+
+    @abstractmethod
+    def index_settings(self, *, vectors: bool) -> dict[str, Any]:
+        """Extra index settings an index with vectors needs."""
+
+    @abstractmethod
+    def knn_search(self, index: str, field: str, vector: list[float], k: int) -> list[dict]:
+        """The k nearest documents to ``vector`` in vector ``field``."""
+
+    @abstractmethod
+    def create_index(self, name: str, settings: dict, mappings: dict,
+                     aliases: list[str] = ()) -> None: ...
+
+    @abstractmethod
+    def delete_index(self, name: str) -> None: ...
+
+    @abstractmethod
+    def put_settings(self, name: str, settings: dict) -> None: ...
+
+    @abstractmethod
+    def put_meta(self, name: str, meta: dict) -> None:
+        """Replace the mapping's ``_meta``."""
+
+    @abstractmethod
+    def refresh(self, name: str) -> None: ...
+
+    @abstractmethod
+    def count(self, name: str) -> int: ...
+
+    @abstractmethod
+    def bulk(self, operations: list[dict]) -> dict:
+        """One _bulk request; raises ``TooManyRequests`` when the whole request is refused."""
+
+    @abstractmethod
+    def indices(self, pattern: str) -> dict[str, list[str]]:
+        """{index name: [its aliases]} for the indices matching ``pattern``."""
+
+    @abstractmethod
+    def update_aliases(self, actions: list[dict]) -> None:
+        """Apply alias actions atomically."""
+
+    @abstractmethod
+    def mapping_meta(self, name: str) -> dict:
+        """{concrete index: its mapping's ``_meta``} for an index or alias."""
+
+    @abstractmethod
+    def search(self, index: str, query: dict, *, size: int = 10, sort: list | None = None,
+               search_after: list | None = None, source: Any = True) -> list[dict]: ...
+
+    # -- written once ----------------------------------------------------------------
+    def alias_indices(self, alias: str) -> list[str]:
+        return [name for name, aliases in self.indices(f"{alias}*").items() if alias in aliases]
+
+    def iter_ids(self, index: str, page: int = 5000) -> Iterator[str]:
+        """Every document id in ``index``, by search_after on the ``id`` keyword."""
+        after = None
+        while True:
+            hits = self.search(index, {"match_all": {}}, size=page, sort=[{"id": "asc"}],
+                               search_after=after, source=False)
+            yield from (hit["_id"] for hit in hits)
+            if len(hits) < page:
+                return
+            after = hits[-1]["sort"]
+
+
+class TooManyRequests(Exception):
+    """The engine refused a whole bulk request with HTTP 429; retry after a pause."""

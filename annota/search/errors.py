@@ -1,0 +1,27 @@
+"""Turning engine errors into one masked line."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from annota.server.dburl import MASK, mask_url
+from annota.server.settings import SearchSettings
+
+
+def scrub(settings: SearchSettings, exc: BaseException) -> str:
+    """The first line of an exception, with every secret of ``settings`` masked."""
+    lines = str(exc).strip().splitlines()
+    text = mask_url(lines[0] if lines else type(exc).__name__)
+    for secret in (settings.password, settings.api_key):
+        if secret:
+            text = text.replace(secret, MASK)
+    return text
+
+
+def describe_error(status: Any, body: Any) -> str:
+    """``400 mapper_parsing_exception: failed to parse ...`` from an engine error body."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        cause = (error.get("root_cause") or [error])[0]
+        return f"{status} {cause.get('type', 'error')}: {cause.get('reason', '')}".strip()
+    return f"{status} {error or body}"

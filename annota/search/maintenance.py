@@ -1,0 +1,133 @@
+"""``status`` (database vs index, per dataset) and ``cleanup`` (indices no alias uses)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from annota.search import connect
+from annota.search.documents import count_records
+from annota.search.engine import EngineInfo, SearchEngine, alias_name, index_pattern
+from annota.search.mapping import MAPPING_VERSION, load_schema
+from annota.server.database import create_engine
+from annota.server.settings import Settings
+
+STALE_AFTER_SECONDS = 300.0
+
+
+@dataclass
+class DatasetIndexStatus:
+    dataset_id: str
+    name: str
+    records: int
+    documents: int | None
+    index: str | None
+    mapping_version: int | None
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def needs_reindex(self) -> bool:
+        return bool(self.reasons)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dataset_id": self.dataset_id, "name": self.name, "records": self.records,
+                "documents": self.documents, "index": self.index,
+                "mapping_version": self.mapping_version, "needs_reindex": self.needs_reindex,
+                "reasons": self.reasons}
+
+
+@dataclass
+class SearchStatus:
+    engine: EngineInfo
+    datasets: list[DatasetIndexStatus]
+    orphans: list[str]
+
+    @property
+    def drift(self) -> bool:
+        return any(d.needs_reindex for d in self.datasets)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"engine": {"kind": self.engine.kind, "version": self.engine.version},
+                "datasets": [d.to_dict() for d in self.datasets], "orphans": self.orphans,
+                "drift": self.drift}
+
+
+def status(settings: Settings) -> SearchStatus:
+    from annota.search.reindex import _dataset_ids
+
+    engine = connect(settings.search)
+    info = engine.info()
+    db = create_engine(settings.database_url)
+    try:
+        result = []
+        for dataset_id in _dataset_ids(db, None):
+            with db.connect() as connection:
+                schema = load_schema(connection, dataset_id)
+                records = count_records(connection, schema.id)
+            result.append(_dataset_status(engine, dataset_id, schema, records))
+    finally:
+        db.dispose()
+    indices = engine.indices(index_pattern(engine.prefix))
+    orphans = sorted(name for name, aliases in indices.items() if not aliases)
+    return SearchStatus(info, result, orphans)
+
+
+def _dataset_status(engine: SearchEngine, dataset_id: str, schema, records: int):  # noqa: ANN001, ANN202
+    alias = alias_name(engine.prefix, dataset_id)
+    behind = engine.alias_indices(alias)
+    status = DatasetIndexStatus(dataset_id, schema.name, records, None, None, None)
+    if not behind:
+        status.reasons.append("no index")
+        return status
+    status.index = behind[0]
+    status.documents = engine.count(alias)
+    meta = engine.mapping_meta(status.index).get(status.index, {}).get("annota", {})
+    status.mapping_version = meta.get("mapping_version")
+    if status.documents != records:
+        status.reasons.append(f"{records} records but {status.documents} documents")
+    if status.mapping_version != MAPPING_VERSION:
+        status.reasons.append(
+            f"mapping version {status.mapping_version} (this annota writes {MAPPING_VERSION})")
+    if meta.get("settings_fingerprint") != schema.fingerprint:
+        status.reasons.append("dataset settings changed since the index was built")
+    return status
+
+
+@dataclass
+class CleanupResult:
+    deleted: list[str] = field(default_factory=list)
+    kept_building: list[str] = field(default_factory=list)  # a live reindex is filling them
+
+
+def _still_building(builder: dict, stale_after: float) -> bool:
+    if not builder:
+        return False
+    if builder.get("host") == socket.gethostname():
+        try:
+            os.kill(int(builder["pid"]), 0)
+        except (ProcessLookupError, ValueError, KeyError):
+            return False  # its process is gone: an orphan
+        except PermissionError:
+            pass  # alive, another user's
+    return time.time() - float(builder.get("heartbeat", 0)) < stale_after
+
+
+def cleanup(settings: Settings, *, dry_run: bool = False,
+            stale_after: float = STALE_AFTER_SECONDS) -> CleanupResult:
+    """Delete annota indices that no alias points to, except those a live reindex is
+    building (its process is alive here, or its heartbeat is fresh)."""
+    engine = connect(settings.search)
+    result = CleanupResult()
+    indices = engine.indices(index_pattern(engine.prefix))
+    for name in sorted(n for n, aliases in indices.items() if not aliases):
+        meta = engine.mapping_meta(name).get(name, {}).get("annota", {})
+        if _still_building(meta.get("builder", {}), stale_after):
+            result.kept_building.append(name)
+            continue
+        if not dry_run:
+            engine.delete_index(name)
+        result.deleted.append(name)
+    return result

@@ -1,0 +1,151 @@
+"""OpenSearch 2.x, through opensearch-py. Vectors need the k-NN plugin."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from opensearchpy import OpenSearch
+from opensearchpy.exceptions import ConnectionError as ClientConnectionError
+from opensearchpy.exceptions import NotFoundError, TransportError
+
+from annota.errors import (
+    ConfigurationError,
+    SearchEngineError,
+    SearchEngineUnreachableError,
+    WrongSearchEngineError,
+)
+from annota.search.engine import EngineInfo, SearchEngine, TooManyRequests
+from annota.search.errors import describe_error, scrub
+
+
+class OpenSearchEngine(SearchEngine):
+    kind = "opensearch"
+
+    def _client(self) -> OpenSearch:
+        s = self.settings
+        if s.api_key:
+            raise ConfigurationError(
+                "OpenSearch has no API keys; set ANNOTA_ELASTICSEARCH_USERNAME and "
+                "ANNOTA_ELASTICSEARCH_PASSWORD instead of ANNOTA_ELASTICSEARCH_API_KEY"
+            )
+        return OpenSearch(
+            hosts=[s.url],
+            http_auth=(s.username, s.password or "") if s.username else None,
+            ca_certs=s.ca_path,
+            verify_certs=s.verify_certs,
+            ssl_show_warn=s.verify_certs,
+            timeout=120,
+            max_retries=2,
+            retry_on_timeout=True,
+        )
+
+    @contextmanager
+    def _call(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except ClientConnectionError as exc:
+            raise SearchEngineUnreachableError(
+                f"cannot reach OpenSearch at {self.settings.masked_url}: "
+                f"{scrub(self.settings, exc)}"
+            ) from None
+        except TransportError as exc:
+            if exc.status_code == 429:
+                raise TooManyRequests() from None
+            raise SearchEngineError(
+                f"OpenSearch could not {what}: {describe_error(exc.status_code, exc.info)}"
+            ) from None
+
+    def info(self) -> EngineInfo:
+        wrong = WrongSearchEngineError(
+            f"the server at {self.settings.masked_url} is not OpenSearch (Elasticsearch?); "
+            "set ANNOTA_SEARCH_ENGINE=elasticsearch"
+        )
+        try:
+            with self._call("report its version"):
+                version = self.client.info()["version"]
+        except SearchEngineError as exc:
+            if isinstance(exc, SearchEngineUnreachableError):
+                raise
+            raise wrong from None  # Elasticsearch may refuse GET / outright
+        if version.get("distribution") != "opensearch":
+            raise wrong
+        return EngineInfo(self.kind, version["number"])
+
+    def vector_field(self, dimensions: int) -> dict[str, Any]:
+        return {"type": "knn_vector", "dimension": dimensions,
+                "method": {"name": "hnsw", "engine": "lucene", "space_type": "cosinesimil"}}
+
+    def index_settings(self, *, vectors: bool) -> dict[str, Any]:
+        return {"index.knn": True} if vectors else {}
+
+    def knn_search(self, index: str, field: str, vector: list[float], k: int) -> list[dict]:
+        body = {"size": k, "query": {"knn": {f"vectors.{field}": {"vector": vector, "k": k}}}}
+        with self._call("run a kNN search"):
+            return self.client.search(index=index, body=body)["hits"]["hits"]
+
+    def create_index(self, name: str, settings: dict, mappings: dict,
+                     aliases: list[str] = ()) -> None:
+        body = {"settings": settings, "mappings": mappings,
+                "aliases": {alias: {} for alias in aliases}}
+        with self._call(f"create index {name}"):
+            self.client.indices.create(index=name, body=body)
+
+    def delete_index(self, name: str) -> None:
+        try:
+            with self._call(f"delete index {name}"):
+                self.client.indices.delete(index=name)
+        except SearchEngineError:
+            if self._exists(name):
+                raise
+
+    def _exists(self, name: str) -> bool:
+        try:
+            return bool(self.client.indices.exists(index=name))
+        except NotFoundError:
+            return False
+
+    def put_settings(self, name: str, settings: dict) -> None:
+        with self._call(f"update the settings of {name}"):
+            self.client.indices.put_settings(index=name, body=settings)
+
+    def put_meta(self, name: str, meta: dict) -> None:
+        with self._call(f"update the mapping of {name}"):
+            self.client.indices.put_mapping(index=name, body={"_meta": meta})
+
+    def refresh(self, name: str) -> None:
+        with self._call(f"refresh {name}"):
+            self.client.indices.refresh(index=name)
+
+    def count(self, name: str) -> int:
+        with self._call(f"count {name}"):
+            return self.client.count(index=name)["count"]
+
+    def bulk(self, operations: list[dict]) -> dict:
+        with self._call("index documents"):
+            return self.client.bulk(body=operations)
+
+    def indices(self, pattern: str) -> dict[str, list[str]]:
+        with self._call(f"list indices {pattern}"):
+            found = self.client.indices.get_alias(index=pattern, expand_wildcards="open")
+        return {name: sorted(entry.get("aliases", {})) for name, entry in found.items()}
+
+    def update_aliases(self, actions: list[dict]) -> None:
+        with self._call("switch aliases"):
+            self.client.indices.update_aliases(body={"actions": actions})
+
+    def mapping_meta(self, name: str) -> dict:
+        with self._call(f"read the mapping of {name}"):
+            found = self.client.indices.get_mapping(index=name)
+        return {index: entry["mappings"].get("_meta", {}) for index, entry in found.items()}
+
+    def search(self, index: str, query: dict, *, size: int = 10, sort: list | None = None,
+               search_after: list | None = None, source: Any = True) -> list[dict]:
+        body: dict[str, Any] = {"query": query, "size": size, "_source": source}
+        if sort:
+            body["sort"] = sort
+        if search_after:
+            body["search_after"] = search_after
+        with self._call(f"search {index}"):
+            return self.client.search(index=index, body=body)["hits"]["hits"]

@@ -1,0 +1,372 @@
+"""Rebuild every dataset's search index with zero search downtime.
+
+Per dataset: build a new timestamped index (refresh off, no replicas) from the database
+by keyset pagination, bulk-index with retries on HTTP 429, catch up on records written
+meanwhile, restore refresh and replicas, check the index count against the database,
+then point the dataset's alias at the new index atomically and delete the old one.
+Search keeps answering from the old index until the swap. A mismatch or a rejected
+document refuses the swap; rejected documents are written to a JSONL report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from annota.search import connect
+from annota.search.documents import (
+    changed_since,
+    count_records,
+    document_batches,
+    documents_for,
+    existing_ids,
+)
+from annota.search.engine import SearchEngine, TooManyRequests, alias_name, new_index_name
+from annota.search.mapping import DatasetSchema, dataset_mapping, index_meta, load_schema
+from annota.server import models as m
+from annota.server.database import create_engine
+from annota.server.settings import Settings
+
+CLOCK_MARGIN = timedelta(seconds=5)  # catch-up looks this far before its start (clock skew)
+MAX_RETRIES = 8
+HEARTBEAT_SECONDS = 15.0
+
+
+@dataclass
+class DatasetPlan:
+    dataset_id: str
+    name: str
+    records: int
+    alias: str
+    current: list[str]  # the indices the alias points at now
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dataset_id": self.dataset_id, "name": self.name, "records": self.records,
+                "alias": self.alias, "current_indices": self.current}
+
+
+@dataclass
+class DatasetResult:
+    plan: DatasetPlan
+    index: str
+    indexed: int = 0
+    caught_up: int = 0  # documents (re)indexed for records written during the build
+    rejected: int = 0
+    seconds: float = 0.0
+    swapped: bool = False
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.plan.to_dict(), "index": self.index, "indexed": self.indexed,
+                "caught_up": self.caught_up, "rejected": self.rejected,
+                "seconds": round(self.seconds, 3), "swapped": self.swapped, "error": self.error}
+
+
+@dataclass
+class ReindexSummary:
+    results: list[DatasetResult] = field(default_factory=list)
+    report: Path | None = None
+
+    @property
+    def failed(self) -> list[DatasetResult]:
+        return [r for r in self.results if r.error]
+
+
+class ReindexReporter:
+    """What reindex tells as it goes; the CLI draws progress, tests record it."""
+
+    def planned(self, plans: list[DatasetPlan]) -> None: ...
+    def dataset_started(self, plan: DatasetPlan, index: str) -> None: ...
+    def progressed(self, plan: DatasetPlan, done: int) -> None: ...
+    def dataset_finished(self, result: DatasetResult) -> None: ...
+    def note(self, message: str) -> None: ...
+
+
+class RejectReport:
+    """The JSONL file of rejected documents, created on the first rejection."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.count = 0
+        self._file = None
+
+    def write(self, dataset_id: str, index: str, doc_id: str, status: Any, error: Any) -> None:
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self.path.open("a", encoding="utf-8")
+        self._file.write(json.dumps({"dataset_id": dataset_id, "index": index,
+                                     "record_id": doc_id, "status": status,
+                                     "error": error}) + "\n")
+        self._file.flush()
+        self.count += 1
+
+    def close(self) -> None:
+        if self._file:
+            self._file.close()
+
+
+def _dataset_ids(db: sa.Engine, wanted: list[str] | None) -> list[str]:
+    from annota.server.datasets import dataset_row
+
+    with db.connect() as connection:
+        if wanted:
+            return [str(dataset_row(connection, d).id) for d in wanted]
+        table = m.Dataset.__table__
+        return [str(i) for i in connection.execute(
+            sa.select(table.c.id).order_by(table.c.inserted_at, table.c.id)).scalars()]
+
+
+def plan(settings: Settings, dataset_ids: list[str] | None = None,
+         engine: SearchEngine | None = None) -> list[DatasetPlan]:
+    """What a reindex would do: each dataset, its record count and its current index."""
+    engine = engine or connect(settings.search)
+    db = create_engine(settings.database_url)
+    try:
+        plans = []
+        for dataset_id in _dataset_ids(db, dataset_ids):
+            with db.connect() as connection:
+                schema = load_schema(connection, dataset_id)
+                records = count_records(connection, schema.id)
+            alias = alias_name(engine.prefix, dataset_id)
+            plans.append(DatasetPlan(dataset_id, schema.name, records, alias,
+                                     engine.alias_indices(alias)))
+        return plans
+    finally:
+        db.dispose()
+
+
+def reindex(
+    settings: Settings,
+    dataset_ids: list[str] | None = None,
+    *,
+    batch_size: int = 500,
+    in_place: bool = False,
+    report_path: Path | None = None,
+    reporter: ReindexReporter | None = None,
+) -> ReindexSummary:
+    """Rebuild the indices of ``dataset_ids`` (default: every dataset).
+
+    Re-runnable: an interrupted run leaves every alias on its old index; running again
+    builds afresh, and ``cleanup`` removes what the interrupted run left.
+    """
+    reporter = reporter or ReindexReporter()
+    engine = connect(settings.search)
+    plans = plan(settings, dataset_ids, engine)
+    reporter.planned(plans)
+    stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
+    report = RejectReport(report_path or settings.home / "reindex" / f"rejected-{stamp}.jsonl")
+    db = create_engine(settings.database_url)
+    summary = ReindexSummary()
+    try:
+        for p in plans:
+            run = _DatasetReindex(db, engine, p, batch_size, report, reporter)
+            summary.results.append(run.in_place() if in_place else run.rebuild())
+    finally:
+        report.close()
+        db.dispose()
+    summary.report = report.path if report.count else None
+    return summary
+
+
+class _DatasetReindex:
+    def __init__(self, db: sa.Engine, engine: SearchEngine, plan: DatasetPlan, batch_size: int,
+                 report: RejectReport, reporter: ReindexReporter) -> None:
+        self.db, self.engine, self.plan = db, engine, plan
+        self.batch_size, self.report, self.reporter = batch_size, report, reporter
+        with db.connect() as connection:
+            self.schema: DatasetSchema = load_schema(connection, plan.dataset_id)
+        self.index = new_index_name(engine.prefix, plan.dataset_id)
+        self.result = DatasetResult(plan, self.index)
+        self.meta = index_meta(self.schema, builder={
+            "host": socket.gethostname(), "pid": os.getpid(), "heartbeat": time.time()})
+        self._beat = time.monotonic()
+
+    # -- the two modes ------------------------------------------------------------------
+    def rebuild(self) -> DatasetResult:
+        started = time.perf_counter()
+        since = self._build(aliases=[])
+        if self._verified():
+            legacy = [i for i in self.plan.current if i == self.plan.alias]
+            actions = [{"remove_index": {"index": i}} for i in legacy]
+            actions += [{"remove": {"index": i, "alias": self.plan.alias}}
+                        for i in self.plan.current if i not in legacy]
+            actions.append({"add": {"index": self.index, "alias": self.plan.alias}})
+            self.engine.update_aliases(actions)
+            self.result.swapped = True
+            # writes that reached the old index between the last catch-up and the swap
+            self._catch_up(since)
+            for old in self.plan.current:
+                if old not in legacy:
+                    self.engine.delete_index(old)
+        else:  # no longer being built: `cleanup` may remove it once inspected
+            self.meta["annota"]["builder"] = {}
+            self.engine.put_meta(self.index, self.meta)
+        self.result.seconds = time.perf_counter() - started
+        self.reporter.dataset_finished(self.result)
+        return self.result
+
+    def in_place(self) -> DatasetResult:
+        """The old behaviour: delete, then refill under the alias (search is down meanwhile)."""
+        started = time.perf_counter()
+        for old in self.plan.current:
+            self.engine.delete_index(old)
+        self._build(aliases=[self.plan.alias])
+        self.result.swapped = self._verified()
+        self.result.seconds = time.perf_counter() - started
+        self.reporter.dataset_finished(self.result)
+        return self.result
+
+    # -- steps --------------------------------------------------------------------------
+    def _build(self, aliases: list[str]) -> datetime:
+        since = m.utcnow() - CLOCK_MARGIN
+        build_settings = {"index": {"number_of_shards": self.engine.settings.shards,
+                                    "number_of_replicas": 0, "refresh_interval": "-1"},
+                          **self.engine.index_settings(vectors=bool(self.schema.vectors))}
+        self.engine.create_index(self.index, build_settings,
+                                 dataset_mapping(self.engine, self.schema, self.meta), aliases)
+        self.reporter.dataset_started(self.plan, self.index)
+        self._fill()
+        since = self._catch_up(since)
+        self.engine.put_settings(self.index, {"index": {
+            "number_of_replicas": self.engine.settings.replicas, "refresh_interval": None}})
+        self.engine.refresh(self.index)
+        return since
+
+    def _fill(self) -> None:
+        """Read batches in a thread while the previous batch is being indexed."""
+        batches: queue.Queue = queue.Queue(maxsize=2)
+        stop = threading.Event()
+
+        def produce() -> None:
+            try:
+                for docs in document_batches(self.db, self.schema, self.batch_size):
+                    while not stop.is_set():
+                        try:
+                            batches.put(docs, timeout=0.5)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
+                batches.put(None)
+            except BaseException as exc:  # handed to the consumer, which raises it
+                batches.put(exc)
+
+        reader = threading.Thread(target=produce, name="reindex-reader", daemon=True)
+        reader.start()
+        try:
+            while (docs := batches.get()) is not None:
+                if isinstance(docs, BaseException):
+                    raise docs
+                self.result.indexed += self._send(docs)
+                self.reporter.progressed(self.plan, self.result.indexed + self.result.rejected)
+                self._heartbeat()
+        finally:
+            stop.set()
+            reader.join(timeout=5)
+
+    def _send(self, docs: list[dict]) -> int:
+        """Bulk-index ``docs``, retrying what the engine refuses with 429; reports every
+        other refusal. Returns how many were indexed."""
+        pending, indexed = docs, 0
+        for attempt in range(MAX_RETRIES + 1):
+            operations: list[dict] = []
+            for doc in pending:
+                operations += [{"index": {"_index": self.index, "_id": doc["id"]}}, doc]
+            try:
+                response = self.engine.bulk(operations)
+            except TooManyRequests:
+                time.sleep(min(30.0, 0.5 * 2**attempt))
+                continue
+            if not response.get("errors"):
+                return indexed + len(pending)
+            retry = []
+            for item, doc in zip(response["items"], pending, strict=True):
+                outcome = item["index"]
+                if outcome["status"] == 429:
+                    retry.append(doc)
+                elif outcome["status"] >= 300:
+                    self._reject(doc["id"], outcome["status"], outcome.get("error"))
+                else:
+                    indexed += 1
+            if not retry:
+                return indexed
+            pending = retry
+            time.sleep(min(30.0, 0.5 * 2**attempt))
+        for doc in pending:
+            self._reject(doc["id"], 429, f"still refused after {MAX_RETRIES} retries")
+        return indexed
+
+    def _reject(self, doc_id: str, status: Any, error: Any) -> None:
+        self.result.rejected += 1
+        self.report.write(self.plan.dataset_id, self.index, doc_id, status, error)
+
+    def _catch_up(self, since: datetime, rounds: int = 5) -> datetime:
+        """Index what was written since ``since``, until a round finds nothing new.
+
+        Each round looks CLOCK_MARGIN further back than it started, so the same recent
+        records can show up twice; a round with no record beyond the last round's ends it.
+        """
+        sent: set = set()
+        for _ in range(rounds):
+            mark = m.utcnow() - CLOCK_MARGIN
+            with self.db.connect() as connection:
+                ids = changed_since(connection, self.schema.id, since)
+            if not set(ids) - sent:
+                break
+            for start in range(0, len(ids), self.batch_size):
+                chunk = ids[start:start + self.batch_size]
+                with self.db.connect() as connection:
+                    docs = documents_for(connection, self.schema, chunk)
+                if docs:
+                    self.result.caught_up += self._send(docs)
+            sent, since = set(ids), mark
+        return since
+
+    def _verified(self) -> bool:
+        """The index holds exactly the dataset's records; removes documents of records
+        deleted during the build, and says why when it cannot agree."""
+        if self.result.rejected:
+            self.result.error = (f"{self.result.rejected} documents rejected (see the report); "
+                                 f"alias not switched, {self.index} left for inspection")
+            return False
+        for _ in range(3):
+            with self.db.connect() as connection:
+                expected = count_records(connection, self.schema.id)
+            actual = self.engine.count(self.index)
+            if actual == expected:
+                return True
+            if actual > expected:
+                self._remove_deleted()
+            else:
+                self._catch_up(m.utcnow() - timedelta(minutes=10))
+            self.engine.refresh(self.index)
+        self.result.error = (f"index has {actual} documents but the database {expected} "
+                             f"records; refusing to switch the alias ({self.index} left for "
+                             "inspection)")
+        return False
+
+    def _remove_deleted(self) -> None:
+        with self.db.connect() as connection:
+            keep = existing_ids(connection, self.schema.id)
+        gone = [i for i in self.engine.iter_ids(self.index) if i not in keep]
+        for start in range(0, len(gone), 1000):
+            self.engine.bulk([{"delete": {"_index": self.index, "_id": i}}
+                              for i in gone[start:start + 1000]])
+
+    def _heartbeat(self) -> None:
+        if time.monotonic() - self._beat >= HEARTBEAT_SECONDS:
+            self.meta["annota"]["builder"]["heartbeat"] = time.time()
+            self.engine.put_meta(self.index, self.meta)
+            self._beat = time.monotonic()
+
