@@ -161,3 +161,73 @@ def sqlite_annota(tmp_path: Path, sqlite_url: str) -> Annota:
 @pytest.fixture
 def pg_annota(tmp_path: Path, postgres_url: str) -> Annota:
     return Annota(make_env(tmp_path, postgres_url))
+
+
+# --- search engines -------------------------------------------------------------------
+
+SEARCH_ENGINES = {  # test id -> (ANNOTA_SEARCH_ENGINE, environment variable with its URL)
+    "elasticsearch8": ("elasticsearch", "ANNOTA_TEST_ELASTICSEARCH_URL"),
+    "elasticsearch9": ("elasticsearch", "ANNOTA_TEST_ELASTICSEARCH9_URL"),
+    "opensearch": ("opensearch", "ANNOTA_TEST_OPENSEARCH_URL"),
+}
+_CONTAINERS = {
+    "elasticsearch8": ("testcontainers.elasticsearch", "ElasticSearchContainer",
+                       "docker.elastic.co/elasticsearch/elasticsearch:8.19.3"),
+    "elasticsearch9": ("testcontainers.elasticsearch", "ElasticSearchContainer",
+                       "docker.elastic.co/elasticsearch/elasticsearch:9.1.0"),
+    "opensearch": ("testcontainers.opensearch", "OpenSearchContainer",
+                   "opensearchproject/opensearch:2.19.1"),
+}
+
+
+@pytest.fixture(scope="session", params=list(SEARCH_ENGINES))
+def search_server(request: pytest.FixtureRequest):
+    """(engine kind, URL) of a real search engine; the same tests run on each."""
+    kind, variable = SEARCH_ENGINES[request.param]
+    url = os.environ.get(variable)
+    if url:
+        yield kind, url
+        return
+    if _docker_available():
+        import importlib
+
+        module, name, image = _CONTAINERS[request.param]
+        with getattr(importlib.import_module(module), name)(image) as container:
+            host, port = container.get_container_host_ip(), container.get_exposed_port(9200)
+            yield kind, f"http://{host}:{port}"
+        return
+    service_missing(f"no {request.param}: set {variable}, or run `bash scripts/test`")
+
+
+def _search_env(tmp_path: Path, database_url: str, search_server) -> dict[str, str]:
+    kind, url = search_server
+    env = make_env(tmp_path, database_url)
+    env.update({"ANNOTA_SEARCH_ENGINE": kind, "ANNOTA_ELASTICSEARCH": url,
+                "ANNOTA_SEARCH_INDEX_PREFIX": f"annota-test-{uuid.uuid4().hex[:10]}"})
+    return env
+
+
+def _drop_indices(env: dict[str, str]) -> None:
+    from annota.search import connect
+    from annota.search.engine import index_pattern
+
+    settings = Settings.from_env(env)
+    engine = connect(settings.search)
+    for name in engine.indices(index_pattern(settings.search.index_prefix)):
+        engine.delete_index(name)
+
+
+@pytest.fixture
+def search_env(tmp_path: Path, sqlite_url: str, search_server):
+    """SQLite plus a search engine, with an index prefix of this test's own."""
+    env = _search_env(tmp_path, sqlite_url, search_server)
+    yield env
+    _drop_indices(env)
+
+
+@pytest.fixture
+def search_env_any_db(tmp_path: Path, database_url: str, search_server):
+    """Like search_env, once on SQLite and once on PostgreSQL."""
+    env = _search_env(tmp_path, database_url, search_server)
+    yield env
+    _drop_indices(env)

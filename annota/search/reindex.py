@@ -190,6 +190,7 @@ class _DatasetReindex:
         self.meta = index_meta(self.schema, builder={
             "host": socket.gethostname(), "pid": os.getpid(), "heartbeat": time.time()})
         self._beat = time.monotonic()
+        self._rejected: set[str] = set()  # a catch-up may resend (and fix) a document
 
     # -- the two modes ------------------------------------------------------------------
     def rebuild(self) -> DatasetResult:
@@ -289,6 +290,7 @@ class _DatasetReindex:
                 time.sleep(min(30.0, 0.5 * 2**attempt))
                 continue
             if not response.get("errors"):
+                self._rejected.difference_update(doc["id"] for doc in pending)
                 return indexed + len(pending)
             retry = []
             for item, doc in zip(response["items"], pending, strict=True):
@@ -299,6 +301,7 @@ class _DatasetReindex:
                     self._reject(doc["id"], outcome["status"], outcome.get("error"))
                 else:
                     indexed += 1
+                    self._rejected.discard(doc["id"])
             if not retry:
                 return indexed
             pending = retry
@@ -308,8 +311,10 @@ class _DatasetReindex:
         return indexed
 
     def _reject(self, doc_id: str, status: Any, error: Any) -> None:
-        self.result.rejected += 1
-        self.report.write(self.plan.dataset_id, self.index, doc_id, status, error)
+        if doc_id not in self._rejected:
+            self.report.write(self.plan.dataset_id, self.index, doc_id, status, error)
+        self._rejected.add(doc_id)
+        self.result.rejected = len(self._rejected)
 
     def _catch_up(self, since: datetime, rounds: int = 5) -> datetime:
         """Index what was written since ``since``, until a round finds nothing new.
@@ -336,6 +341,7 @@ class _DatasetReindex:
     def _verified(self) -> bool:
         """The index holds exactly the dataset's records; removes documents of records
         deleted during the build, and says why when it cannot agree."""
+        self.result.rejected = len(self._rejected)
         if self.result.rejected:
             self.result.error = (f"{self.result.rejected} documents rejected (see the report); "
                                  f"alias not switched, {self.index} left for inspection")

@@ -1,0 +1,171 @@
+"""The search layer and reindex on real Elasticsearch 8 and 9 and OpenSearch 2."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+from annota.search import maintenance
+from annota.search import reindex as reindexing
+from annota.search.mapping import MAPPING_VERSION
+from tests.conftest import Annota
+from tests.search_tools import add_records, alias_of, create_dataset, engine_of, migrated
+
+
+def test_reindex_builds_a_searchable_index_behind_an_alias(search_env_any_db):
+    settings = migrated(search_env_any_db)
+    dataset = create_dataset(settings, 120)
+    summary = reindexing.reindex(settings, batch_size=50)
+    assert not summary.failed and summary.report is None
+    (result,) = summary.results
+    assert (result.indexed, result.rejected, result.swapped) == (120, 0, True)
+
+    engine, alias = engine_of(settings), alias_of(settings, dataset)
+    assert engine.alias_indices(alias) == [result.index]
+    assert result.index.startswith(alias + ".")
+    assert engine.count(alias) == 120
+    meta = engine.mapping_meta(alias)[result.index]["annota"]
+    assert meta["mapping_version"] == MAPPING_VERSION and meta["dataset_id"] == str(dataset)
+
+    hits = engine.search(alias, {"match": {"fields.text": "number 7"}}, size=1)
+    assert hits[0]["_source"]["external_id"] == "ext-7"
+    assert hits[0]["_source"]["metadata"]["undeclared"] == "kept"
+    by_metadata = engine.search(alias, {"bool": {"filter": [
+        {"term": {"metadata.source": "web"}}, {"range": {"metadata.length": {"lt": 10}}}]}},
+        size=100)
+    assert sorted(h["_source"]["external_id"] for h in by_metadata) == [
+        f"ext-{i}" for i in (0, 2, 4, 6, 8)]
+    nested = engine.search(alias, {"nested": {"path": "responses", "query": {"bool": {"filter": [
+        {"term": {"responses.values.sentiment": "positive"}},
+        {"term": {"responses.status": "submitted"}}]}}}}, size=200)
+    assert len(nested) == 80  # each record has two answers, one of them is positive for 2/3
+    assert engine.search(alias, {"term": {"suggestions.sentiment.agent": "model-a"}}, size=0) == []
+    assert len(engine.knn_search(alias, "embedding", [0.5, 0.5, 0.5, 0.5], 5)) == 5
+
+    state = maintenance.status(settings)
+    assert not state.drift and state.datasets[0].documents == 120
+
+
+def run_in_thread(target, *args, **kwargs):  # noqa: ANN001, ANN201
+    box: dict = {}
+
+    def work() -> None:
+        try:
+            box["value"] = target(*args, **kwargs)
+        except BaseException as exc:  # re-raised by the test
+            box["error"] = exc
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    return thread, box
+
+
+class Started(reindexing.ReindexReporter):
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def progressed(self, plan, done: int) -> None:  # noqa: ANN001
+        self.event.set()
+
+
+def test_search_keeps_answering_and_writes_are_not_lost_during_a_reindex(search_env):
+    settings = migrated(search_env)
+    dataset = create_dataset(settings, 1500)
+    reindexing.reindex(settings)
+    engine, alias = engine_of(settings), alias_of(settings, dataset)
+    (old,) = engine.alias_indices(alias)
+
+    started = Started()
+    thread, box = run_in_thread(reindexing.reindex, settings, batch_size=25, reporter=started)
+    assert started.event.wait(60)
+    late = add_records(settings, dataset, range(5000, 5010), word="latecomer")
+    answers, saw_new_index = [], False
+    while thread.is_alive():
+        answers.append(engine.count(alias))
+        saw_new_index |= len(engine.indices(f"{alias}*")) > 1
+        time.sleep(0.02)
+    thread.join()
+    assert "error" not in box, box.get("error")
+    assert saw_new_index and len(answers) > 3
+    # until the swap the alias answered from the old index, always with all its records
+    assert set(answers) <= {1500, 1510}
+
+    (new,) = engine.alias_indices(alias)
+    assert new != old and old not in engine.indices(f"{alias}*")
+    assert engine.count(alias) == 1510
+    found = engine.search(alias, {"match": {"fields.text": "latecomer"}}, size=20)
+    assert {h["_id"] for h in found} == {str(i) for i in late}
+
+
+def test_rejected_documents_are_reported_and_fail_the_run(search_env, tmp_path):
+    settings = migrated(search_env)
+    dataset = create_dataset(settings, 40)
+    annota = Annota(search_env)
+    assert annota.run("server", "search-engine", "reindex").returncode == 0
+    engine, alias = engine_of(settings), alias_of(settings, dataset)
+    (old,) = engine.alias_indices(alias)
+    bad = add_records(settings, dataset, range(100, 103), dims=7)  # wrong vector size
+    report = tmp_path / "rejected.jsonl"
+    result = annota.run("server", "search-engine", "reindex", "--report", str(report))
+    assert result.returncode == 10, result.stderr
+    assert "3 documents rejected" in result.stderr and str(report) in result.stderr
+    lines = [json.loads(line) for line in report.read_text().splitlines()]
+    assert sorted(line["record_id"] for line in lines) == sorted(str(i) for i in bad)
+    assert all(line["status"] == 400 and line["dataset_id"] == str(dataset) for line in lines)
+    assert engine.alias_indices(alias) == [old]  # not switched
+    assert engine.count(alias) == 40
+    assert len(maintenance.status(settings).orphans) == 1  # the refused index, for inspection
+    assert annota.run("server", "search-engine", "cleanup").returncode == 0
+    assert list(engine.indices(f"{alias}*")) == [old]
+
+
+def test_dry_run_changes_nothing(search_env):
+    settings = migrated(search_env)
+    dataset = create_dataset(settings, 10)
+    annota = Annota(search_env)
+    result = annota.run("server", "search-engine", "reindex", "--dry-run", "--json")
+    assert result.returncode == 0, result.stderr
+    (planned,) = json.loads(result.stdout)["datasets"]
+    assert planned == {"dataset_id": str(dataset), "name": "reviews", "records": 10,
+                       "alias": alias_of(settings, dataset), "current_indices": []}
+    assert engine_of(settings).indices(f"{alias_of(settings, dataset)}*") == {}
+
+
+def test_in_place_rebuilds_under_the_alias(search_env):
+    settings = migrated(search_env)
+    dataset = create_dataset(settings, 30)
+    reindexing.reindex(settings)
+    engine, alias = engine_of(settings), alias_of(settings, dataset)
+    (old,) = engine.alias_indices(alias)
+    summary = reindexing.reindex(settings, in_place=True)
+    (new,) = engine.alias_indices(alias)
+    assert new != old and list(engine.indices(f"{alias}*")) == [new]
+    assert summary.results[0].swapped and engine.count(alias) == 30
+
+
+def test_status_reports_drift_and_orphans(search_env):
+    settings = migrated(search_env)
+    dataset = create_dataset(settings, 12)
+    annota = Annota(search_env)
+    missing = annota.run("server", "search-engine", "status", "--json")
+    assert missing.returncode == 12
+    assert json.loads(missing.stdout)["datasets"][0]["reasons"] == ["no index"]
+    reindexing.reindex(settings)
+    assert annota.run("server", "search-engine", "status").returncode == 0
+    add_records(settings, dataset, range(50, 53))
+    drift = annota.run("server", "search-engine", "status", "--json")
+    assert drift.returncode == 12
+    (row,) = json.loads(drift.stdout)["datasets"]
+    assert (row["records"], row["documents"], row["needs_reindex"]) == (15, 12, True)
+
+
+def test_unknown_dataset_is_a_clear_error(search_env):
+    migrated(search_env)
+    annota = Annota(search_env)
+    for args in (["--dataset-id", "6c1b2d9e-0000-4000-8000-000000000000"],
+                 ["--feedback-dataset-id", "not-a-uuid"]):
+        result = annota.run("server", "search-engine", "reindex", *args)
+        assert result.returncode == 11
+        assert "no dataset with id" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
