@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
 
 from annota.search import maintenance
 from annota.search import reindex as reindexing
 from annota.search.mapping import MAPPING_VERSION
-from tests.conftest import Annota
+from tests.conftest import Annota, make_env
 from tests.search_tools import add_records, alias_of, create_dataset, engine_of, migrated
 
 
@@ -169,3 +171,68 @@ def test_unknown_dataset_is_a_clear_error(search_env):
         assert result.returncode == 11
         assert "no dataset with id" in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_killed_reindex_leaves_the_old_index_live_and_a_rerun_finishes(search_env):
+    settings = migrated(search_env)
+    dataset = create_dataset(settings, 3000)
+    annota = Annota(search_env)
+    assert annota.run("server", "search-engine", "reindex").returncode == 0
+    engine, alias = engine_of(settings), alias_of(settings, dataset)
+    (old,) = engine.alias_indices(alias)
+
+    process = annota.popen("server", "search-engine", "reindex", "--batch-size", "20")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # kill -9 once the new index is partly built
+        building = [i for i in engine.indices(f"{alias}*") if i != old]
+        if building:
+            engine.refresh(building[0])
+            if engine.count(building[0]) >= 200:
+                break
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    assert engine.alias_indices(alias) == [old] and engine.count(alias) == 3000
+    (orphan,) = [i for i in engine.indices(f"{alias}*") if i != old]
+    assert engine.count(orphan) < 3000
+
+    rerun = annota.run("server", "search-engine", "reindex")
+    assert rerun.returncode == 0, rerun.stderr
+    (new,) = engine.alias_indices(alias)
+    assert new not in (old, orphan) and engine.count(alias) == 3000
+    assert maintenance.status(settings).orphans == [orphan]
+    cleaned = annota.run("server", "search-engine", "cleanup")
+    assert cleaned.returncode == 0 and f"Deleted {orphan}" in cleaned.stdout
+    assert list(engine.indices(f"{alias}*")) == [new]
+
+
+def test_cleanup_keeps_an_index_a_live_reindex_is_building(search_env):
+    settings = migrated(search_env)
+    dataset = create_dataset(settings, 1500)
+    started = Started()
+    thread, box = run_in_thread(reindexing.reindex, settings, batch_size=20, reporter=started)
+    assert started.event.wait(60)
+    result = maintenance.cleanup(settings, dry_run=False)
+    thread.join()
+    assert "error" not in box, box.get("error")
+    assert result.deleted == [] and len(result.kept_building) == 1
+    assert engine_of(settings).count(alias_of(settings, dataset)) == 1500
+
+
+def test_unreachable_and_wrong_engines_are_one_line_and_an_exit_code(tmp_path, search_server):
+    kind, url = search_server
+    other = "opensearch" if kind == "elasticsearch" else "elasticsearch"
+    unreachable = "http://user:Sup3r-s3cret@127.0.0.1:1"
+    cases = [
+        ({"ANNOTA_SEARCH_ENGINE": kind, "ANNOTA_ELASTICSEARCH": unreachable}, 8, "cannot reach"),
+        ({"ANNOTA_SEARCH_ENGINE": other, "ANNOTA_ELASTICSEARCH": url}, 9, "is not "),
+        ({"ANNOTA_SEARCH_ENGINE": "solr"}, 2, "ANNOTA_SEARCH_ENGINE must be one of"),
+    ]
+    for extra, code, message in cases:
+        annota = Annota({**make_env(tmp_path, None), **extra})
+        for command in ("reindex", "status", "cleanup"):
+            result = annota.run("server", "search-engine", command)
+            assert result.returncode == code, (extra, command, result.stderr)
+            assert message in result.stderr and "Traceback" not in result.stderr
+            assert "Sup3r-s3cret" not in result.stderr
+            assert len(result.stderr.strip().splitlines()) == 1
