@@ -1,0 +1,198 @@
+"""annota's reindex against the engine's own limit, in one run on one engine.
+
+    python benchmarks/reindex.py [--records 100000] [--memory-check]
+
+Seeds N records (responses, a suggestion, metadata and a vector each) into a fresh
+SQLite database (or ANNOTA_DATABASE_URL), then measures in separate processes:
+
+  (a) annota's reindex of that dataset (database -> documents -> bulk -> alias swap);
+  (b) a raw bulk load of the same documents, already built in memory, into an index with
+      the same mapping, settings, batch size and client: the engine's limit here.
+
+Prints records/s of each and (a)/(b) (target >= 0.80). With --memory-check it also seeds
+4N records and compares annota's peak RSS at N and 4N (target: flat). The engine comes
+from ANNOTA_SEARCH_ENGINE / ANNOTA_ELASTICSEARCH (default: the test services' Elasticsearch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+DIMENSIONS = 16
+LABELS = ["positive", "negative", "neutral"]
+
+
+def settings_from_env():  # noqa: ANN201
+    from annota.server.settings import Settings
+
+    return Settings.from_env(os.environ)
+
+
+def seed(n: int) -> str:
+    import sqlalchemy as sa
+
+    from annota.server import datasets, migrations
+    from annota.server import models as m
+    from annota.server.database import create_engine
+
+    settings = settings_from_env()
+    migrations.migrate(settings)
+    db = create_engine(settings.database_url)
+    rng = random.Random(n)
+    with db.begin() as connection:
+        users = []
+        for k in range(2):
+            users.append(uuid.uuid4())
+            connection.execute(sa.insert(m.User.__table__), {
+                "id": users[-1], "first_name": "a", "username": f"bench-{n}-{k}",
+                "role": "annotator", "api_key": uuid.uuid4().hex, "password_hash": "-",
+                "inserted_at": m.utcnow(), "updated_at": m.utcnow()})
+        workspace = datasets.create_workspace(connection, f"bench-{n}-{uuid.uuid4().hex[:6]}")
+        dataset = datasets.create_dataset(
+            connection, workspace_id=workspace, name=f"bench-{n}",
+            fields=[{"name": "text", "type": "text"}],
+            questions=[{"name": "sentiment", "type": "label_selection", "options": LABELS},
+                       {"name": "quality", "type": "rating"}],
+            metadata_properties=[{"name": "source", "type": "terms"},
+                                 {"name": "length", "type": "integer"}],
+            vector_settings=[{"name": "embedding", "dimensions": DIMENSIONS}])
+    for start in range(0, n, 2000):
+        batch = [{
+            "fields": {"text": f"review {i}: the product was {LABELS[i % 3]} and arrived "
+                               f"on day {i % 31}"},
+            "metadata": {"source": ["web", "mail", "app"][i % 3], "length": i % 500},
+            "responses": [{"user_id": u, "status": "submitted",
+                           "values": {"sentiment": {"value": LABELS[(i + k) % 3]},
+                                      "quality": {"value": 1 + (i + k) % 5}}}
+                          for k, u in enumerate(users)],
+            "suggestions": [{"question": "sentiment", "value": LABELS[i % 3], "score": 0.9,
+                             "agent": "bench-model"}],
+            "vectors": {"embedding": [rng.uniform(-1, 1) for _ in range(DIMENSIONS)]},
+        } for i in range(start, min(n, start + 2000))]
+        with db.begin() as connection:
+            datasets.import_records(connection, dataset, batch)
+    db.dispose()
+    return str(dataset)
+
+
+def child_reindex(dataset: str, batch_size: int) -> dict:
+    from annota.search import reindex
+
+    started = time.perf_counter()
+    summary = reindex.reindex(settings_from_env(), [dataset], batch_size=batch_size)
+    seconds = time.perf_counter() - started
+    (result,) = summary.results
+    assert result.swapped and not result.rejected, result.to_dict()
+    return {"seconds": seconds, "records": result.indexed}
+
+
+def child_raw(dataset: str, batch_size: int) -> dict:
+    """The limit: documents already built in memory, bulk-loaded with the same client."""
+    from annota.search import connect
+    from annota.search.documents import document_batches
+    from annota.search.engine import new_index_name
+    from annota.search.mapping import dataset_mapping, index_meta, load_schema
+    from annota.server.database import create_engine
+
+    settings = settings_from_env()
+    engine = connect(settings.search)
+    db = create_engine(settings.database_url)
+    with db.connect() as connection:
+        schema = load_schema(connection, dataset)
+    docs = [d for batch in document_batches(db, schema, 5000) for d in batch]
+    index = new_index_name(f"{settings.search.index_prefix}-raw", dataset)
+    engine.create_index(index, {"index": {"number_of_shards": 1, "number_of_replicas": 0,
+                                          "refresh_interval": "-1"},
+                                **engine.index_settings(vectors=True)},
+                        dataset_mapping(engine, schema, index_meta(schema)))
+    started = time.perf_counter()
+    for start in range(0, len(docs), batch_size):
+        operations = []
+        for doc in docs[start:start + batch_size]:
+            operations += [{"index": {"_index": index, "_id": doc["id"]}}, doc]
+        response = engine.bulk(operations)
+        assert not response.get("errors")
+    engine.put_settings(index, {"index": {"refresh_interval": None}})
+    engine.refresh(index)
+    seconds = time.perf_counter() - started
+    count = engine.count(index)
+    engine.delete_index(index)
+    return {"seconds": seconds, "records": count}
+
+
+def run_child(kind: str, dataset: str, batch_size: int) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", kind, "--dataset", dataset,
+         "--batch-size", str(batch_size)],
+        check=True, capture_output=True, text=True, env=os.environ,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--memory-check", action="store_true", help="also seed 4N records")
+    parser.add_argument("--child", choices=["reindex", "raw"], help=argparse.SUPPRESS)
+    parser.add_argument("--dataset", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        result = (child_reindex if args.child == "reindex" else child_raw)(
+            args.dataset, args.batch_size)
+        result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(result))
+        return
+
+    tmp = tempfile.mkdtemp(prefix="annota-bench-")
+    os.environ.setdefault("ANNOTA_HOME", tmp)
+    os.environ.setdefault("ANNOTA_ELASTICSEARCH", "http://127.0.0.1:59200")
+    os.environ.setdefault("ANNOTA_SEARCH_INDEX_PREFIX", f"bench-{uuid.uuid4().hex[:6]}")
+    settings = settings_from_env()
+    print(f"engine {settings.search.engine} at {settings.search.masked_url}, "
+          f"database {settings.database_url.masked}, batch size {args.batch_size}")
+    sizes = [args.records] + ([4 * args.records] if args.memory_check else [])
+    rows = {}
+    for n in sizes:
+        started = time.perf_counter()
+        dataset = seed(n)
+        print(f"seeded {n} records in {time.perf_counter() - started:.0f}s")
+        time.sleep(6)  # past reindex's clock margin: these are not writes during the run
+        ours = run_child("reindex", dataset, args.batch_size)
+        raw = run_child("raw", dataset, args.batch_size) if n == args.records else None
+        rows[n] = (ours, raw)
+        line = (f"N={n}: annota reindex {ours['records'] / ours['seconds']:,.0f} records/s "
+                f"({ours['seconds']:.1f}s, peak RSS {ours['peak_rss_mib']:.0f} MiB)")
+        if raw:
+            ratio = (ours["records"] / ours["seconds"]) / (raw["records"] / raw["seconds"])
+            line += (f"; raw bulk {raw['records'] / raw['seconds']:,.0f} records/s "
+                     f"({raw['seconds']:.1f}s); annota/raw = {ratio:.2f} (target >= 0.80)")
+        print(line)
+    if args.memory_check:
+        small, large = rows[sizes[0]][0], rows[sizes[1]][0]
+        growth = large["peak_rss_mib"] / small["peak_rss_mib"]
+        print(f"peak RSS at N: {small['peak_rss_mib']:.0f} MiB, at 4N: "
+              f"{large['peak_rss_mib']:.0f} MiB, ratio {growth:.2f} (target: flat, ~1.0)")
+    from annota.search import connect
+    from annota.search.engine import index_pattern
+
+    engine = connect(settings.search)
+    for name in engine.indices(index_pattern(settings.search.index_prefix)):
+        engine.delete_index(name)
+
+
+if __name__ == "__main__":
+    main()
