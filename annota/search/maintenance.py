@@ -9,10 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from annota.search import connect
-from annota.search.documents import count_records
-from annota.search.engine import EngineInfo, SearchEngine, alias_name, index_pattern
-from annota.search.mapping import MAPPING_VERSION, load_schema
-from annota.server.database import create_engine
+from annota.search.engine import EngineInfo, SearchEngine, index_pattern
+from annota.search.mapping import MAPPING_VERSION
+from annota.search.reindex import DatasetPlan, plan
 from annota.server.settings import Settings
 
 STALE_AFTER_SECONDS = 300.0
@@ -56,42 +55,28 @@ class SearchStatus:
 
 
 def status(settings: Settings) -> SearchStatus:
-    from annota.search.reindex import _dataset_ids
-
     engine = connect(settings.search)
-    info = engine.info()
-    db = create_engine(settings.database_url)
-    try:
-        result = []
-        for dataset_id in _dataset_ids(db, None):
-            with db.connect() as connection:
-                schema = load_schema(connection, dataset_id)
-                records = count_records(connection, schema.id)
-            result.append(_dataset_status(engine, dataset_id, schema, records))
-    finally:
-        db.dispose()
+    datasets = [_dataset_status(engine, p) for p in plan(settings, None, engine)]
     indices = engine.indices(index_pattern(engine.prefix))
     orphans = sorted(name for name, aliases in indices.items() if not aliases)
-    return SearchStatus(info, result, orphans)
+    return SearchStatus(engine.info(), datasets, orphans)
 
 
-def _dataset_status(engine: SearchEngine, dataset_id: str, schema, records: int):  # noqa: ANN001, ANN202
-    alias = alias_name(engine.prefix, dataset_id)
-    behind = engine.alias_indices(alias)
-    status = DatasetIndexStatus(dataset_id, schema.name, records, None, None, None)
-    if not behind:
+def _dataset_status(engine: SearchEngine, plan: DatasetPlan) -> DatasetIndexStatus:
+    status = DatasetIndexStatus(plan.dataset_id, plan.name, plan.records, None, None, None)
+    if not plan.current:
         status.reasons.append("no index")
         return status
-    status.index = behind[0]
-    status.documents = engine.count(alias)
+    status.index = plan.current[0]
+    status.documents = engine.count(plan.alias)
     meta = engine.mapping_meta(status.index).get(status.index, {}).get("annota", {})
     status.mapping_version = meta.get("mapping_version")
-    if status.documents != records:
-        status.reasons.append(f"{records} records but {status.documents} documents")
+    if status.documents != plan.records:
+        status.reasons.append(f"{plan.records} records but {status.documents} documents")
     if status.mapping_version != MAPPING_VERSION:
         status.reasons.append(
             f"mapping version {status.mapping_version} (this annota writes {MAPPING_VERSION})")
-    if meta.get("settings_fingerprint") != schema.fingerprint:
+    if meta.get("settings_fingerprint") != plan.fingerprint:
         status.reasons.append("dataset settings changed since the index was built")
     return status
 

@@ -49,6 +49,7 @@ class DatasetPlan:
     records: int
     alias: str
     current: list[str]  # the indices the alias points at now
+    fingerprint: str = field(default="", repr=False)  # of the dataset's settings
 
     def to_dict(self) -> dict[str, Any]:
         return {"dataset_id": self.dataset_id, "name": self.name, "records": self.records,
@@ -139,7 +140,7 @@ def plan(settings: Settings, dataset_ids: list[str] | None = None,
                 records = count_records(connection, schema.id)
             alias = alias_name(engine.prefix, dataset_id)
             plans.append(DatasetPlan(dataset_id, schema.name, records, alias,
-                                     engine.alias_indices(alias)))
+                                     engine.alias_indices(alias), schema.fingerprint))
         return plans
     finally:
         db.dispose()
