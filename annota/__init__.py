@@ -1,3 +1,3 @@
 """annota: the server side of a data-annotation platform."""
 
-__version__ = "2.0.0"
+__version__ = "2.1.0"

@@ -13,6 +13,7 @@ import click
 
 from annota import __version__
 from annota.commands import database as database_commands
+from annota.commands import jobs as job_commands
 from annota.commands import search as search_commands
 from annota.errors import AnnotaError
 
@@ -51,6 +52,9 @@ def server() -> None:
 
 
 server.add_command(database_commands.database)
+database_commands.database.add_command(job_commands.backfills)
+database_commands.database.add_command(job_commands.async_migrations)
+server.add_command(job_commands.worker)
 server.add_command(search_commands.search_engine)
 
 

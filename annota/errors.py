@@ -101,3 +101,9 @@ class ReindexError(AnnotaError):
     """A reindex did not complete: documents were rejected or counts did not match."""
 
     exit_code = 10
+
+
+class RedisUnreachableError(AnnotaError):
+    """ANNOTA_REDIS_URL is set but no Redis answers there."""
+
+    exit_code = 5

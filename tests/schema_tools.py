@@ -73,8 +73,13 @@ def seed_generation(connection: sa.Connection, generation: int) -> dict[str, lis
                     row[column.name] = _value(column, table.name, generation, i)
             rows.append(row)
         connection.execute(table.insert(), rows)
-        ids[table.name] = [r["id"] for r in rows]
+        key = _key(table)
+        ids[table.name] = [r[key] for r in rows]
     return ids
+
+
+def _key(table: sa.Table) -> str:
+    return next(iter(table.primary_key.columns)).name
 
 
 def _plain(value: Any) -> Any:
@@ -88,7 +93,7 @@ def snapshot(connection: sa.Connection) -> dict[str, dict[str, dict[str, Any]]]:
     metadata = reflect(connection)
     return {
         table.name: {
-            _plain(row["id"]): {k: _plain(v) for k, v in row.items()}
+            _plain(row[_key(table)]): {k: _plain(v) for k, v in row.items()}
             for row in connection.execute(table.select()).mappings()
         }
         for table in metadata.sorted_tables

@@ -2,7 +2,9 @@
 
 The rule checked at every step: an upgrade, or a downgrade whose revision declares no
 data loss, keeps every table, every row and every value of the columns it keeps. A
-downgrade may lose data only if its revision says so (``data_loss``).
+downgrade may lose data only if its revision says so (``data_loss``). The operational
+tables (backfill jobs, async migrations) are the schema's own state, which revisions
+register and forget by design, so only their survival as tables is checked.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from tests.schema_tools import seed_generation, snapshot
 
 def move(settings, target: str | None) -> None:
     migrations.migrate(settings, target or "base", confirm=lambda plan: True, backup=False)
+
+
+OPERATIONAL = {"backfill_jobs", "async_migrations"}
 
 
 def step_and_check(settings, engine, target: str | None) -> None:
@@ -38,6 +43,8 @@ def step_and_check(settings, engine, target: str | None) -> None:
     what = f"{step.direction} of {step.revision.revision} ({step.revision.description})"
     assert set(before) <= set(after), f"{what} dropped tables without declaring data loss"
     for table, rows in before.items():
+        if table in OPERATIONAL:
+            continue
         assert set(after[table]) == set(rows), f"{what} lost or added rows in {table}"
         for row_id, row in rows.items():
             kept = {c: after[table][row_id][c] for c in row if c in after[table][row_id]}

@@ -43,3 +43,21 @@ def create_dataset_settings_table(op, table: str, *columns: sa.Column) -> None: 
 def is_postgresql(op) -> bool:  # noqa: ANN001 - alembic's op proxy
     # the migration context knows its dialect in online and offline (--sql) mode alike
     return op.get_context().dialect.name == "postgresql"
+
+
+def register_backfill_jobs(op, name: str, version: int) -> None:  # noqa: ANN001
+    """One PENDING job of backfill ``name`` per existing dataset, in the migration's own
+    transaction, so no legacy dataset silently misses the derived data."""
+    if is_postgresql(op):
+        new_id, now = "gen_random_uuid()", "(CURRENT_TIMESTAMP AT TIME ZONE 'UTC')"
+    else:
+        new_id, now = "lower(hex(randomblob(16)))", "CURRENT_TIMESTAMP"
+    op.execute(
+        "INSERT INTO backfill_jobs (id, name, version, dataset_id, status, processed, attempts, "
+        f"inserted_at, updated_at) SELECT {new_id}, '{name}', {version}, id, 'PENDING', 0, 0, "
+        f"{now}, {now} FROM datasets"
+    )
+
+
+def forget_backfill_jobs(op, name: str) -> None:  # noqa: ANN001
+    op.execute(f"DELETE FROM backfill_jobs WHERE name = '{name}'")

@@ -121,6 +121,7 @@ def current(as_json: bool) -> None:
         ["head", _rev(state.head, state.head_release)],
         ["state", state.summary],
     ]
+    rows += [["pending", line] for line in state.pending_lines]
     echo_table(["", ""], rows, indent="")
 
 
@@ -164,6 +165,9 @@ def check(wait_seconds: float) -> None:
     if code == EXIT_BEHIND:
         message += "; run `annota server database migrate`"
     click.echo(message, err=code != EXIT_UP_TO_DATE)
+    if code != EXIT_UNREACHABLE:
+        for line in state.pending_lines:  # reported; the schema itself is what check gates
+            click.echo(line, err=True)
     sys.exit(code)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from annota.errors import AnnotaError, DatabaseUnreachableError
@@ -41,10 +42,13 @@ def create_engine(url: DatabaseURL, *, foreign_keys: bool = True) -> Engine:
     import sqlalchemy as sa
 
     if not url.is_sqlite:
-        return sa.create_engine(
+        engine = sa.create_engine(
             url.sqlalchemy_url, connect_args={"connect_timeout": 10}, pool_pre_ping=True
         )
+        _unreachable_on_connect_errors(engine, url)
+        return engine
     engine = sa.create_engine(url.sqlalchemy_url, connect_args={"timeout": 30})
+    _unreachable_on_connect_errors(engine, url)
 
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:  # noqa: ANN001
@@ -56,6 +60,16 @@ def create_engine(url: DatabaseURL, *, foreign_keys: bool = True) -> Engine:
         connection.exec_driver_sql("BEGIN")
 
     return engine
+
+
+def _unreachable_on_connect_errors(engine: Engine, url: DatabaseURL) -> None:
+    """Every failure to open a connection, wherever it happens, is one masked line."""
+    import sqlalchemy as sa
+
+    @sa.event.listens_for(engine, "handle_error")
+    def _on_error(context) -> None:  # noqa: ANN001
+        if context.connection is None or context.is_disconnect:
+            raise unreachable(url, context.original_exception)
 
 
 @contextmanager
@@ -81,33 +95,68 @@ def revision_on(connection: Connection) -> str | None:
     return _single(row[0] for row in rows)
 
 
+# the schema's own operational state, reported by `current` and `check`
+PENDING_WORK = {
+    "async_migrations": "SELECT status, COUNT(*) FROM async_migrations "
+                        "WHERE status <> 'FINISHED' GROUP BY status",
+    "backfills": "SELECT status, COUNT(*) FROM backfill_jobs "
+                 "WHERE status <> 'COMPLETED' GROUP BY status",
+}
+
+
+@dataclass(frozen=True)
+class DatabaseState:
+    revision: str | None
+    pending: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
 def read_revision(url: DatabaseURL) -> str | None:
     """The database's current revision, opening nothing that does not exist."""
+    return read_state(url, with_pending=False).revision
+
+
+def read_state(url: DatabaseURL, *, with_pending: bool = True) -> DatabaseState:
+    """Revision and unfinished operational work (scheduled async migrations, backfill jobs
+    not completed). SQLite is read with the standard library, for speed."""
     if not url.is_sqlite:
+        import sqlalchemy as sa
+
         engine = create_engine(url)
         try:
             with connect(engine, url) as connection:
-                return revision_on(connection)
+                revision = revision_on(connection)
+                tables = set(sa.inspect(connection).get_table_names()) if with_pending else ()
+                pending = {
+                    key: dict(connection.execute(sa.text(sql)).tuples().all())
+                    for key, sql in PENDING_WORK.items() if _table_of(sql) in tables
+                }
+                return DatabaseState(revision, pending)
         finally:
             engine.dispose()
     path = url.sqlite_path
     if path is None or not path.exists():
-        return None
+        return DatabaseState(None)
     try:
         # mode=rw, not ro: after a crash SQLite must be able to roll back a hot journal;
         # rw still never creates a missing file
         con = sqlite3.connect(f"{path.absolute().as_uri()}?mode=rw", uri=True, timeout=30)
         try:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
+            if VERSION_TABLE not in tables:
+                return DatabaseState(None)
             rows = con.execute(f"SELECT version_num FROM {VERSION_TABLE}").fetchall()
+            pending = {key: dict(con.execute(sql).fetchall())
+                       for key, sql in PENDING_WORK.items()
+                       if with_pending and _table_of(sql) in tables}
         finally:
             con.close()
-    except sqlite3.OperationalError as exc:
-        if "no such table" in str(exc):
-            return None
-        raise unreachable(url, exc) from None
     except sqlite3.DatabaseError as exc:
         raise unreachable(url, exc) from None
-    return _single(row[0] for row in rows)
+    return DatabaseState(_single(row[0] for row in rows), pending)
+
+
+def _table_of(sql: str) -> str:
+    return sql.split(" FROM ", 1)[1].split()[0]
 
 
 def _single(revisions) -> str | None:  # noqa: ANN001

@@ -163,4 +163,8 @@ def import_records(
     for table, rows in tables.items():
         if rows:
             connection.execute(sa.insert(table), rows)
+    if tables[m.Response.__table__]:
+        from annota.server.backfills.derived import refresh_derived
+
+        refresh_derived(connection, dataset_id, ids)  # a finished backfill stays true
     return ids

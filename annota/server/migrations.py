@@ -43,6 +43,19 @@ class DatabaseStatus:
     head_release: str
     state: str  # up_to_date | behind | ahead | empty
     behind_by: int
+    # unfinished operational work: {"async_migrations": {status: n}, "backfills": {...}}
+    pending: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def pending_lines(self) -> list[str]:
+        hints = {"async_migrations": "annota server database async-migrations run",
+                 "backfills": "annota server database backfills status"}
+        return [
+            f"{kind.replace('_', ' ')}: "
+            + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+            + f" (see `{hints[kind]}`)"
+            for kind, counts in self.pending.items() if counts
+        ]
 
     @property
     def summary(self) -> str:
@@ -62,6 +75,7 @@ class DatabaseStatus:
             "head": {"revision": self.head, "release": self.head_release},
             "state": self.state,
             "behind_by": self.behind_by,
+            "pending": self.pending,
         }
 
 
@@ -69,7 +83,8 @@ def release_of(hist: History, revision: str | None) -> str | None:
     return hist.get(revision).release if revision in hist else None
 
 
-def status_of(url: DatabaseURL, current: str | None, hist: History | None = None) -> DatabaseStatus:
+def status_of(url: DatabaseURL, current: str | None, hist: History | None = None,
+              pending: dict | None = None) -> DatabaseStatus:
     hist = hist or history()
     if current is None:
         state, behind = EMPTY, len(hist.revisions)
@@ -88,13 +103,15 @@ def status_of(url: DatabaseURL, current: str | None, hist: History | None = None
         head_release=hist.head.release,
         state=state,
         behind_by=behind,
+        pending=pending or {},
     )
 
 
 def status(settings: Settings) -> DatabaseStatus:
     """Where the database is relative to this code's head."""
     url = settings.database_url
-    return status_of(url, database.read_revision(url))
+    state = database.read_state(url)
+    return status_of(url, state.revision, pending=state.pending)
 
 
 class MigrationReporter:

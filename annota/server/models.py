@@ -142,18 +142,25 @@ class Record(TimestampMixin, Base):
     __table_args__ = (
         sa.Index("ix_records_dataset_id_inserted_at", "dataset_id", "inserted_at"),
         sa.Index("ix_records_dataset_id_external_id", "dataset_id", "external_id"),
+        sa.Index("ix_records_dataset_id_status", "dataset_id", "status"),
     )
 
     fields: Mapped[dict[str, Any]] = mapped_column(Document)
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", Document)
     external_id: Mapped[str | None] = mapped_column(sa.String)
+    # derived (record-status backfill; kept current by annota.server.backfills.derived)
+    status: Mapped[str] = mapped_column(sa.String, server_default="pending")
     dataset_id: Mapped[uuid.UUID] = _dataset_fk()
     responses: Mapped[list[Response]] = relationship(passive_deletes=True)
 
 
 class Response(TimestampMixin, Base):
     __tablename__ = "responses"
-    __table_args__ = (sa.UniqueConstraint("record_id", "user_id"),)
+    __table_args__ = (
+        sa.UniqueConstraint("record_id", "user_id"),
+        # built by an async migration (CREATE INDEX CONCURRENTLY on PostgreSQL)
+        sa.Index("ix_responses_record_id_status", "record_id", "status"),
+    )
 
     values: Mapped[dict[str, Any] | None] = mapped_column(Document)
     status: Mapped[str] = mapped_column(sa.String)  # draft | submitted | discarded
@@ -192,3 +199,77 @@ class Vector(TimestampMixin, Base):
     vector_settings_id: Mapped[uuid.UUID] = mapped_column(
         sa.ForeignKey("vector_settings.id", ondelete="CASCADE"), index=True
     )
+
+
+class RecordAgreement(TimestampMixin, Base):
+    """Annotator agreement on one record and question (agreement backfill, derived)."""
+
+    __tablename__ = "record_agreements"
+    __table_args__ = (sa.UniqueConstraint("record_id", "question_id"),)
+
+    record_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("records.id", ondelete="CASCADE"), index=True
+    )
+    question_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("questions.id", ondelete="CASCADE"), index=True
+    )
+    responses: Mapped[int] = mapped_column()
+    value_counts: Mapped[dict[str, int]] = mapped_column(sa.JSON)
+    percent_agreement: Mapped[float | None] = mapped_column(index=True)
+
+
+class QuestionAgreement(TimestampMixin, Base):
+    """Krippendorff's alpha (nominal) of one question over its dataset's records."""
+
+    __tablename__ = "question_agreements"
+
+    question_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("questions.id", ondelete="CASCADE"), unique=True
+    )
+    units: Mapped[int] = mapped_column()  # records with at least two responses
+    alpha: Mapped[float | None] = mapped_column()
+    stale: Mapped[bool] = mapped_column(server_default=sa.false())
+
+
+class BackfillJob(TimestampMixin, Base):
+    """One backfill applied to one dataset."""
+
+    __tablename__ = "backfill_jobs"
+    __table_args__ = (sa.UniqueConstraint("name", "dataset_id"),)
+
+    name: Mapped[str] = mapped_column(sa.String)
+    version: Mapped[int] = mapped_column()
+    dataset_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("datasets.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[str] = mapped_column(sa.String, index=True)
+    cursor: Mapped[str | None] = mapped_column(sa.String)
+    processed: Mapped[int] = mapped_column(server_default="0")
+    total: Mapped[int | None] = mapped_column()
+    attempts: Mapped[int] = mapped_column(server_default="0")
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    worker: Mapped[str | None] = mapped_column(sa.String)
+    heartbeat_at: Mapped[datetime | None] = mapped_column()
+    queued_at: Mapped[datetime | None] = mapped_column()
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+
+
+class AsyncMigrationRow(Base):
+    """Heavy SQL run outside a migration's transaction (see annota.server.async_migrations)."""
+
+    __tablename__ = "async_migrations"
+
+    name: Mapped[str] = mapped_column(sa.String, primary_key=True)
+    revision: Mapped[str] = mapped_column(sa.String)
+    status: Mapped[str] = mapped_column(sa.String)
+    sql: Mapped[str] = mapped_column(sa.Text)
+    rollback_sql: Mapped[str] = mapped_column(sa.Text)
+    index_name: Mapped[str | None] = mapped_column(sa.String)
+    attempts: Mapped[int] = mapped_column(server_default="0")
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    scheduled_at: Mapped[datetime | None] = mapped_column()
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+    inserted_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -1,0 +1,99 @@
+"""agreement: per record and label question, the annotators' percent agreement (stored in
+``record_agreements`` with the value counts), and per question Krippendorff's alpha
+(nominal) over the dataset (``question_agreements``), from submitted responses."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+
+import sqlalchemy as sa
+
+from annota.server import models as m
+from annota.server.backfills.base import Backfill
+from annota.server.backfills.krippendorff import alpha_nominal, percent_agreement
+
+RESPONSES, QUESTIONS = m.Response.__table__, m.Question.__table__
+RECORD_AGREEMENTS, QUESTION_AGREEMENTS = (m.RecordAgreement.__table__,
+                                          m.QuestionAgreement.__table__)
+LABEL_QUESTIONS = ("label_selection",)
+
+
+def label_questions(connection: sa.Connection, dataset_id: uuid.UUID) -> dict[str, uuid.UUID]:
+    rows = connection.execute(sa.select(QUESTIONS.c.name, QUESTIONS.c.id, QUESTIONS.c.settings)
+                              .where(QUESTIONS.c.dataset_id == dataset_id))
+    return {r.name: r.id for r in rows if (r.settings or {}).get("type") in LABEL_QUESTIONS}
+
+
+def recompute_records(connection: sa.Connection, dataset_id: uuid.UUID,
+                      record_ids: list[uuid.UUID]) -> None:
+    questions = label_questions(connection, dataset_id)
+    if not questions or not record_ids:
+        return
+    counts: dict[tuple[uuid.UUID, str], Counter] = {
+        (r, q): Counter() for r in record_ids for q in questions}
+    for row in connection.execute(
+        sa.select(RESPONSES.c.record_id, RESPONSES.c["values"])
+        .where(RESPONSES.c.record_id.in_(record_ids), RESPONSES.c.status == "submitted")
+    ):
+        for question, answer in (row.values or {}).items():
+            value = answer.get("value") if isinstance(answer, dict) else answer
+            if question in questions and value is not None:
+                counts[row.record_id, question][str(value)] += 1
+    connection.execute(sa.delete(RECORD_AGREEMENTS).where(
+        RECORD_AGREEMENTS.c.record_id.in_(record_ids)))
+    now = m.utcnow()
+    connection.execute(sa.insert(RECORD_AGREEMENTS), [
+        {"id": uuid.uuid4(), "record_id": record, "question_id": questions[question],
+         "responses": sum(c.values()), "value_counts": dict(c),
+         "percent_agreement": percent_agreement(c), "inserted_at": now, "updated_at": now}
+        for (record, question), c in counts.items()
+    ])
+    connection.execute(sa.update(QUESTION_AGREEMENTS)
+                       .where(QUESTION_AGREEMENTS.c.question_id.in_(questions.values()))
+                       .values(stale=True, updated_at=now))
+
+
+def recompute_alpha(connection: sa.Connection, question_id: uuid.UUID) -> float | None:
+    """Krippendorff's alpha of one question from the stored per-record value counts."""
+    units = [row[0] for row in connection.execute(
+        sa.select(RECORD_AGREEMENTS.c.value_counts)
+        .where(RECORD_AGREEMENTS.c.question_id == question_id))]
+    alpha = alpha_nominal(units)
+    pairable = sum(1 for u in units if sum(u.values()) >= 2)
+    now = m.utcnow()
+    values = {"units": pairable, "alpha": alpha, "stale": False, "updated_at": now}
+    updated = connection.execute(sa.update(QUESTION_AGREEMENTS)
+                                 .where(QUESTION_AGREEMENTS.c.question_id == question_id)
+                                 .values(**values)).rowcount
+    if not updated:
+        connection.execute(sa.insert(QUESTION_AGREEMENTS).values(
+            id=uuid.uuid4(), question_id=question_id, inserted_at=now, **values))
+    return alpha
+
+
+def question_alphas(connection: sa.Connection, dataset_id: uuid.UUID) -> dict[str, float | None]:
+    """{question name: alpha}, recomputing those that writes made stale."""
+    result = {}
+    for name, question_id in label_questions(connection, dataset_id).items():
+        row = connection.execute(sa.select(QUESTION_AGREEMENTS.c.alpha, QUESTION_AGREEMENTS.c.stale)
+                                 .where(QUESTION_AGREEMENTS.c.question_id == question_id)).first()
+        result[name] = (recompute_alpha(connection, question_id) if row is None or row.stale
+                        else row.alpha)
+    return result
+
+
+class Agreement(Backfill):
+    name = "agreement"
+    version = 1
+    description = ("annotator agreement per record and label question (percent agreement) "
+                   "and per question (Krippendorff's alpha, nominal)")
+
+    def recompute(self, connection: sa.Connection, dataset_id: uuid.UUID,
+                  record_ids: list[uuid.UUID]) -> None:
+        recompute_records(connection, dataset_id, record_ids)
+
+    def finish(self, connection: sa.Connection, dataset_id: uuid.UUID) -> None:
+        for question_id in label_questions(connection, dataset_id).values():
+            recompute_alpha(connection, question_id)
+

@@ -1,0 +1,123 @@
+"""Running backfill jobs: in-process (a small thread pool) by default, on RQ workers over
+Redis when ANNOTA_REDIS_URL is set."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from annota.server.backfills.jobs import (
+    COMPLETED,
+    UNFINISHED,
+    QueueResult,
+    jobs,
+    queue_jobs,
+    run_job,
+)
+from annota.server.database import create_engine
+from annota.server.settings import Settings
+
+QUEUE_NAME = "annota-backfills"
+
+
+def redis_url(settings: Settings) -> str | None:
+    return settings.environ.get("ANNOTA_REDIS_URL") or None
+
+
+def threads(settings: Settings) -> int:
+    if settings.database_url.is_sqlite:
+        return 1  # SQLite has one writer at a time: more threads would only wait on its lock
+    return max(1, int(settings.environ.get("ANNOTA_BACKFILL_THREADS", "2")))
+
+
+@dataclass
+class RunResult:
+    mode: str  # inline | rq
+    queue: QueueResult
+    final: dict[str, str] = field(default_factory=dict)  # job id -> status, when waited for
+
+    @property
+    def ok(self) -> bool:
+        return all(status == COMPLETED for status in self.final.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mode": self.mode, **self.queue.to_dict(), "final": self.final}
+
+
+def run(settings: Settings, name: str, *, dataset_id: str | None = None,
+        limit: int | None = None, force: bool = False, batch_size: int = 1000,
+        wait: bool = True, on_progress: Callable[[list[dict]], None] | None = None,
+        poll: float = 1.0) -> RunResult:
+    """Queue the jobs (see ``queue_jobs``), then run them here or hand them to RQ."""
+    db = create_engine(settings.database_url)
+    try:
+        with db.begin() as connection:
+            queued = queue_jobs(connection, name, dataset_id=dataset_id, limit=limit,
+                                force=force)
+        url = redis_url(settings)
+        result = RunResult("rq" if url else "inline", queued)
+        if not queued.queued:
+            return result
+        if url:
+            enqueue(url, queued.queued, batch_size)
+            if not wait:
+                return result
+            pool = None
+        else:
+            pool = ThreadPoolExecutor(max_workers=threads(settings),
+                                      thread_name_prefix="annota-backfill")
+            for job_id in queued.queued:
+                pool.submit(run_job, db, job_id, batch_size=batch_size)
+        try:
+            result.final = _wait(db, queued.queued, on_progress, poll)
+        finally:
+            if pool:
+                pool.shutdown(wait=True)
+        result.final = _statuses(db, queued.queued)
+        return result
+    finally:
+        db.dispose()
+
+
+def _statuses(db, job_ids: list[uuid.UUID]) -> dict[str, str]:  # noqa: ANN001
+    with db.connect() as connection:
+        rows = jobs(connection)
+    wanted = {str(j) for j in job_ids}
+    return {str(r["id"]): r["status"] for r in rows if str(r["id"]) in wanted}
+
+
+def _wait(db, job_ids, on_progress, poll: float) -> dict[str, str]:  # noqa: ANN001
+    wanted = {str(j) for j in job_ids}
+    while True:
+        with db.connect() as connection:
+            rows = [r for r in jobs(connection) if str(r["id"]) in wanted]
+        if on_progress:
+            on_progress(rows)
+        if not any(r["status"] in UNFINISHED for r in rows):
+            return {str(r["id"]): r["status"] for r in rows}
+        time.sleep(poll)
+
+
+def enqueue(url: str, job_ids: list[uuid.UUID], batch_size: int) -> None:
+    from redis import Redis
+    from rq import Queue
+
+    queue = Queue(QUEUE_NAME, connection=Redis.from_url(url))
+    for job_id in job_ids:
+        queue.enqueue("annota.server.backfills.runner.rq_job", str(job_id), batch_size,
+                      job_timeout=-1, result_ttl=3600, failure_ttl=86400)
+
+
+def rq_job(job_id: str, batch_size: int) -> str:
+    """What an RQ worker runs: one backfill job, with the worker's own settings."""
+    settings = Settings.from_env(os.environ)
+    db = create_engine(settings.database_url)
+    try:
+        return run_job(db, uuid.UUID(job_id), batch_size=batch_size)
+    finally:
+        db.dispose()

@@ -1,0 +1,64 @@
+"""``annota server worker``: RQ workers that run backfill jobs queued on Redis."""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import socket
+import sys
+
+from annota.errors import ConfigurationError
+from annota.server.backfills.runner import QUEUE_NAME, redis_url
+from annota.server.settings import Settings
+
+
+def _work(url: str, index: int, burst: bool) -> None:
+    from redis import Redis
+    from rq import Queue, Worker
+
+    connection = Redis.from_url(url)
+    name = f"annota-{socket.gethostname()}-{multiprocessing.current_process().pid}-{index}"
+    Worker([Queue(QUEUE_NAME, connection=connection)], connection=connection,
+           name=name).work(burst=burst, with_scheduler=False)
+
+
+def run_workers(settings: Settings, count: int = 1, *, burst: bool = False) -> None:
+    """Run ``count`` workers until stopped (or, with ``burst``, until the queue is empty)."""
+    url = redis_url(settings)
+    if not url:
+        raise ConfigurationError(
+            "annota server worker needs ANNOTA_REDIS_URL (e.g. redis://localhost:6379/0); "
+            "without it, backfills run in-process"
+        )
+    _check_redis(url)
+    if count == 1:
+        _work(url, 0, burst)
+        return
+    workers = [multiprocessing.Process(target=_work, args=(url, i, burst), daemon=False)
+               for i in range(count)]
+    for w in workers:
+        w.start()
+
+    def stop(signum, _frame) -> None:  # noqa: ANN001
+        for w in workers:
+            if w.is_alive():
+                w.terminate()
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for w in workers:
+        w.join()
+
+
+def _check_redis(url: str) -> None:
+    from redis import Redis
+    from redis.exceptions import RedisError
+
+    from annota.errors import RedisUnreachableError
+    from annota.server.dburl import mask_url
+
+    try:
+        Redis.from_url(url, socket_connect_timeout=5).ping()
+    except (RedisError, ValueError) as exc:
+        raise RedisUnreachableError(f"cannot reach Redis at {mask_url(url)}: {exc}") from None
