@@ -4,13 +4,13 @@
     eval "$(python3 scripts/services.py env)"   # start what is missing, print exports
     python3 scripts/services.py stop            # stop what this script started
 
-A service given by its environment URL (ANNOTA_TEST_POSTGRES_URL,
+A service given by its environment URL (ANNOTA_TEST_POSTGRES_URL, ANNOTA_TEST_REDIS_URL,
 ANNOTA_TEST_ELASTICSEARCH_URL, ANNOTA_TEST_ELASTICSEARCH9_URL, ANNOTA_TEST_OPENSEARCH_URL)
 is left alone. Otherwise, on loopback ports under ANNOTA_SERVICES_DIR (default
 /tmp/annota-services):
 
-- PostgreSQL from Debian's packages (installed with apt-get when missing and we are root),
-  as a throw-away cluster;
+- PostgreSQL and Redis from Debian's packages (installed with apt-get when missing and we
+  are root), PostgreSQL as a throw-away cluster;
 - Elasticsearch 8 and 9 and OpenSearch 2 from their integration-test zip distributions on
   Maven Central (fetched with `mvn dependency:get`), run with the machine's JDK and a
   512 MiB heap. The OpenSearch zip has no k-NN, so its k-NN plugin and the lang-painless
@@ -99,6 +99,47 @@ def postgres() -> str:
     log(f"starting PostgreSQL on 127.0.0.1:{PG_PORT}")
     run([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(home / "postgres.log"), "-w",
          "-t", "60", "-o", options, "start"], as_user=owner, stdout=sys.stderr)
+    return url
+
+
+# --- redis ---------------------------------------------------------------------------
+
+REDIS_PORT = int(os.environ.get("ANNOTA_SERVICES_REDIS_PORT", "56379"))
+
+
+def redis_answers(port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def redis() -> str:
+    configured = os.environ.get("ANNOTA_TEST_REDIS_URL")
+    if configured:
+        return configured
+    url = f"redis://127.0.0.1:{REDIS_PORT}/0"
+    if redis_answers(REDIS_PORT):
+        return url
+    server = shutil.which("redis-server") or "/usr/bin/redis-server"
+    if not Path(server).exists():
+        apt_install("redis-server")
+    home = SERVICES_DIR / "redis"
+    home.mkdir(parents=True, exist_ok=True)
+    log(f"starting Redis on 127.0.0.1:{REDIS_PORT}")
+    run([server, "--port", str(REDIS_PORT), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--daemonize", "yes", "--dir", str(home),
+         "--pidfile", str(home / "redis.pid"), "--logfile", str(home / "redis.log")],
+        stdout=sys.stderr)
+    deadline = time.monotonic() + 30
+    while not redis_answers(REDIS_PORT):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"[services] Redis did not answer on port {REDIS_PORT}")
+        time.sleep(0.2)
     return url
 
 
@@ -263,7 +304,9 @@ def stop() -> None:
         owner = "postgres" if os.geteuid() == 0 else None
         run([str(postgres_bindir() / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
             as_user=owner, stdout=sys.stderr)
-    for pidfile in SERVICES_DIR.glob("*/state/pid"):
+    for pidfile in [*SERVICES_DIR.glob("*/state/pid"), SERVICES_DIR / "redis" / "redis.pid"]:
+        if not pidfile.exists():
+            continue
         try:
             os.kill(int(pidfile.read_text()), 15)
             log(f"stopped {pidfile.parent.parent.name}")
@@ -274,7 +317,8 @@ def stop() -> None:
 def main(argv: list[str]) -> None:
     command = argv[1] if len(argv) > 1 else "env"
     if command == "env":
-        exports = {"ANNOTA_TEST_POSTGRES_URL": postgres(), **search_engines()}
+        exports = {"ANNOTA_TEST_POSTGRES_URL": postgres(), "ANNOTA_TEST_REDIS_URL": redis(),
+                   **search_engines()}
         for key, value in exports.items():
             print(f"export {key}={shlex.quote(value)}")
     elif command == "stop":

@@ -231,3 +231,33 @@ def search_env_any_db(tmp_path: Path, database_url: str, search_server):
     env = _search_env(tmp_path, database_url, search_server)
     yield env
     _drop_indices(env)
+
+
+# --- redis ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_server_url():
+    url = os.environ.get("ANNOTA_TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    if _docker_available():
+        from testcontainers.redis import RedisContainer
+
+        with RedisContainer("redis:7-alpine") as container:
+            host, port = container.get_container_host_ip(), container.get_exposed_port(6379)
+            yield f"redis://{host}:{port}/0"
+        return
+    service_missing("no Redis: set ANNOTA_TEST_REDIS_URL, or run `bash scripts/test`")
+
+
+@pytest.fixture
+def redis_url(redis_server_url: str):
+    """Redis with an empty database for this test (the RQ queue starts empty)."""
+    from redis import Redis
+
+    client = Redis.from_url(redis_server_url)
+    client.flushdb()
+    yield redis_server_url
+    client.flushdb()

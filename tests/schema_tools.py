@@ -31,12 +31,20 @@ def db_uuid(connection: sa.Connection, value: uuid.UUID) -> Any:
 
 def insert(connection: sa.Connection, table: str, **values: Any) -> Any:
     """Insert one row into ``table`` as it is now; returns its id."""
-    metadata = reflect(connection)
-    values = {k: db_uuid(connection, v) if isinstance(v, uuid.UUID) else v
-              for k, v in values.items()}
-    values.setdefault("id", db_uuid(connection, uuid.uuid4()))
-    connection.execute(metadata.tables[table].insert().values(**values))
-    return values["id"]
+    return insert_many(connection, table, [values])[0]
+
+
+def insert_many(connection: sa.Connection, table: str, rows: list[dict[str, Any]]) -> list:
+    """Insert rows into ``table`` as it is now (reflected once); returns their ids."""
+    if not rows:
+        return []
+    reflected = sa.Table(table, sa.MetaData(), autoload_with=connection)
+    rows = [{k: db_uuid(connection, v) if isinstance(v, uuid.UUID) else v
+             for k, v in row.items()} for row in rows]
+    for row in rows:
+        row.setdefault("id", db_uuid(connection, uuid.uuid4()))
+    connection.execute(reflected.insert(), rows)
+    return [row["id"] for row in rows]
 
 
 def _value(column: sa.Column, table: str, generation: int, i: int) -> Any:

@@ -92,10 +92,9 @@ def revert(op, migration: AsyncMigration) -> None:  # noqa: ANN001
 
 
 def _set(connection: sa.Connection, name: str, **values: Any) -> None:
+    # on PostgreSQL the connection is in autocommit: each state is visible at once
     connection.execute(sa.update(TABLE).where(TABLE.c.name == name)
                        .values(updated_at=m.utcnow(), **values))
-    if connection.dialect.name != "sqlite" and connection.in_transaction():
-        connection.commit()  # each state is visible at once to `async-migrations list`
 
 
 def run_on(connection: sa.Connection, name: str) -> bool:
@@ -108,8 +107,6 @@ def run_on(connection: sa.Connection, name: str) -> bool:
         .values(status=STARTED, attempts=TABLE.c.attempts + 1, started_at=m.utcnow(),
                 updated_at=m.utcnow(), error=None)
     ).rowcount
-    if connection.dialect.name != "sqlite" and connection.in_transaction():
-        connection.commit()
     if not claimed:
         return False
     row = connection.execute(sa.select(TABLE).where(TABLE.c.name == name)).one()
@@ -119,8 +116,6 @@ def run_on(connection: sa.Connection, name: str) -> bool:
         _set(connection, name, status=IN_PROGRESS)
         connection.exec_driver_sql(row.sql)
     except sa.exc.DBAPIError as exc:
-        if connection.in_transaction() and connection.dialect.name != "sqlite":
-            connection.rollback()
         message = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         _set(connection, name, status=ERROR, error=message, finished_at=m.utcnow())
         return False

@@ -34,7 +34,8 @@ def unreachable(url: DatabaseURL, exc: BaseException) -> DatabaseUnreachableErro
 
 
 def create_engine(url: DatabaseURL, *, foreign_keys: bool = True) -> Engine:
-    """An engine for ``url``. On SQLite every transaction really is one (DDL included).
+    """An engine for ``url``. On SQLite every transaction really is one (DDL included) and
+    takes the write lock when it begins, so concurrent writers queue instead of failing.
 
     Migrations pass ``foreign_keys=False``: SQLite batch mode recreates tables, and with
     enforcement on, dropping the old copy would cascade into the rows that reference it.
@@ -54,10 +55,16 @@ def create_engine(url: DatabaseURL, *, foreign_keys: bool = True) -> Engine:
     def _on_connect(dbapi_connection, _record) -> None:  # noqa: ANN001
         dbapi_connection.isolation_level = None  # we say BEGIN ourselves, below
         dbapi_connection.execute(f"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}")
+        # WAL: readers never wait for the writer, and commits cost no full fsync
+        dbapi_connection.execute("PRAGMA journal_mode = WAL")
+        dbapi_connection.execute("PRAGMA synchronous = NORMAL")
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(connection) -> None:  # noqa: ANN001
-        connection.exec_driver_sql("BEGIN")
+        # IMMEDIATE: take the write lock up front. A deferred transaction that reads and
+        # then writes can deadlock with another writer, and SQLite then fails it at once
+        # ("database is locked") instead of waiting out the busy timeout.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -174,8 +175,13 @@ def run_job(db: sa.Engine, job_id: uuid.UUID, *, worker: str | None = None,
                 return connection.execute(
                     sa.select(JOBS.c.status).where(JOBS.c.id == job_id)).scalar_one()
     mine = sa.and_(JOBS.c.id == job_id, JOBS.c.status == RUNNING, JOBS.c.worker == worker)
+    # SQLite has one writer and no fair queue: pause between batches so that a waiting
+    # writer (a cancel, the app) gets the lock within its busy handler's 100 ms retries
+    pause = 0.15 if db.dialect.name == "sqlite" else 0.0
     try:
         while True:
+            if pause:
+                time.sleep(pause)
             try:
                 cursor = _run_batch(db, job_id, worker, mine, batch_size)
             except _NotMine:  # canceled meanwhile: that batch was rolled back with it
