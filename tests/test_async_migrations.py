@@ -1,0 +1,116 @@
+"""Async migrations: immediate by default, scheduled on request, errors and retries."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from annota.server import async_migrations as am
+from annota.server import migrations
+from annota.server.settings import Settings
+from tests.conftest import Annota
+from tests.schema_tools import insert_many
+
+NAME = "responses_record_id_status_index"
+NOW = datetime(2024, 1, 1)
+INDEX = "ix_responses_record_id_status"
+
+
+def indexes(engine: sa.Engine, table: str) -> set[str]:
+    with engine.connect() as connection:
+        return {i["name"] for i in sa.inspect(connection).get_indexes(table)}
+
+
+def valid(engine: sa.Engine, index: str) -> bool | None:
+    with engine.connect() as connection:
+        return connection.execute(sa.text(
+            "SELECT i.indisvalid FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid "
+            "WHERE c.relname = :n"), {"n": index}).scalar_one_or_none()
+
+
+def listed(annota: Annota) -> dict[str, dict]:
+    result = annota.invoke("server", "database", "async-migrations", "list", "--json")
+    assert result.exit_code == 0, result.output
+    return {row["name"]: row for row in json.loads(result.stdout)}
+
+
+def test_runs_during_migrate_by_default(annota, settings, engine):
+    migrations.migrate(settings)
+    row = listed(annota)[NAME]
+    assert (row["status"], row["attempts"], row["error"]) == ("FINISHED", 1, None)
+    assert INDEX in indexes(engine, "responses")
+    if engine.dialect.name == "postgresql":
+        assert valid(engine, INDEX) is True
+    # and the downgrade takes it away again
+    migrations.migrate(settings, "4700fbf00e8f", confirm=lambda plan: True, backup=False)
+    assert INDEX not in indexes(engine, "responses")
+    assert NAME not in listed(annota)
+
+
+def test_scheduled_when_allowed_then_run_by_command(settings, engine):
+    env = {**settings.environ, "ANNOTA_ALLOW_SCHEDULED_MIGRATIONS": "true"}
+    annota = Annota(env)
+    assert annota.invoke("server", "database", "migrate").exit_code == 0
+    assert listed(annota)[NAME]["status"] == "SCHEDULED"
+    assert INDEX not in indexes(engine, "responses")
+    current = annota.invoke("server", "database", "current")
+    assert "async migrations: 1 SCHEDULED" in current.stdout
+    check = annota.invoke("server", "database", "check")
+    assert check.exit_code == 0 and "async migrations: 1 SCHEDULED" in check.stderr
+
+    ran = annota.invoke("server", "database", "async-migrations", "run")
+    assert ran.exit_code == 0 and f"{NAME}: FINISHED" in ran.stdout
+    assert INDEX in indexes(engine, "responses")
+    assert "async migrations" not in annota.invoke("server", "database", "current").stdout
+
+
+def test_a_failed_async_migration_shows_error_and_succeeds_on_retry(annota, settings, engine):
+    migrations.migrate(settings)
+    postgres = engine.dialect.name == "postgresql"
+    with engine.begin() as connection:
+        dataset = _dataset(connection)
+        insert_many(connection, "records", [
+            {"fields": {"t": i}, "external_id": "dup", "dataset_id": dataset,
+             "inserted_at": NOW, "updated_at": NOW} for i in range(2)])
+        concurrently = "CONCURRENTLY " if postgres else ""
+        am.schedule(connection, am.AsyncMigration(
+            name="unique_external_ids",
+            sql=f"CREATE UNIQUE INDEX {concurrently}IF NOT EXISTS uq_ext ON records (external_id)",
+            rollback_sql="DROP INDEX IF EXISTS uq_ext", apply_on_sqlite=True, index="uq_ext"))
+    failed = annota.invoke("server", "database", "async-migrations", "run", "unique_external_ids")
+    assert failed.exit_code == 1
+    row = listed(annota)["unique_external_ids"]
+    assert row["status"] == "ERROR" and row["attempts"] == 1
+    assert "unique" in row["error"].lower() and row["error"] in failed.stderr
+    if postgres:
+        assert valid(engine, "uq_ext") is False  # what a failed concurrent build leaves
+
+    with engine.begin() as connection:
+        connection.execute(sa.text(
+            "UPDATE records SET external_id = 'fixed' WHERE external_id = 'dup' "
+            "AND fields = (SELECT fields FROM records WHERE external_id = 'dup' LIMIT 1)"))
+    retried = annota.invoke("server", "database", "async-migrations", "run", "unique_external_ids")
+    assert retried.exit_code == 0, retried.output
+    row = listed(annota)["unique_external_ids"]
+    assert (row["status"], row["attempts"], row["error"]) == ("FINISHED", 2, None)
+    if postgres:
+        assert valid(engine, "uq_ext") is True  # the invalid one was dropped and rebuilt
+    else:
+        assert "uq_ext" in indexes(engine, "records")
+
+
+def _dataset(connection: sa.Connection):  # noqa: ANN202
+    from annota.server import datasets
+
+    workspace = datasets.create_workspace(connection, "ws")
+    return datasets.create_dataset(connection, workspace_id=workspace, name="d",
+                                   fields=[{"name": "t", "type": "text"}], questions=[])
+
+
+def test_unknown_async_migration(annota, settings):
+    migrations.migrate(settings)
+    result = annota.invoke("server", "database", "async-migrations", "run", "nope")
+    assert result.exit_code == 11 and "no async migration named 'nope'" in result.stderr
+    assert isinstance(Settings.from_env(annota.env), Settings)
