@@ -18,6 +18,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -166,8 +167,10 @@ def claim_next(connection: sa.Connection, worker: str, name: str | None = None) 
 
 
 def run_job(db: sa.Engine, job_id: uuid.UUID, *, worker: str | None = None,
-            batch_size: int = 1000, claimed: bool = False) -> str:
-    """Claim (unless ``claimed``) and run one job to its end; returns its final status."""
+            batch_size: int = 1000, claimed: bool = False,
+            on_batch: Callable[[int, float], None] | None = None) -> str:
+    """Claim (unless ``claimed``) and run one job to its end; returns its final status.
+    ``on_batch(records, seconds)`` hears of each committed batch transaction."""
     worker = worker or worker_name()
     if not claimed:
         with db.begin() as connection:
@@ -183,7 +186,10 @@ def run_job(db: sa.Engine, job_id: uuid.UUID, *, worker: str | None = None,
             if pause:
                 time.sleep(pause)
             try:
-                cursor = _run_batch(db, job_id, worker, mine, batch_size)
+                started = time.perf_counter()
+                cursor, n = _run_batch(db, job_id, worker, mine, batch_size)
+                if on_batch and cursor is not _GONE:
+                    on_batch(n, time.perf_counter() - started)
             except _NotMine:  # canceled meanwhile: that batch was rolled back with it
                 continue
             if cursor is _GONE:
@@ -209,25 +215,26 @@ _GONE = object()
 
 def _run_batch(db: sa.Engine, job_id: uuid.UUID, worker: str, mine: Any,
                batch_size: int) -> Any:
-    """One batch in one transaction; returns the new cursor, None when done, or _GONE when
-    the job is no longer this worker's."""
+    """One batch in one transaction; returns (the new cursor, None when done, or _GONE when
+    the job is no longer this worker's; records processed)."""
     with db.begin() as connection:
         job = connection.execute(sa.select(JOBS).where(JOBS.c.id == job_id)).one()
         if job.status != RUNNING or job.worker != worker:
-            return _GONE
+            return _GONE, 0
         b = backfill(job.name)
         cursor, n = b.run_batch(connection, job.dataset_id, job.cursor, batch_size)
         now = m.utcnow()
+        values = {"processed": JOBS.c.processed + n}
         if cursor is None:
             b.finish(connection, job.dataset_id)
-            values = {"status": COMPLETED, "finished_at": now}
+            values.update(status=COMPLETED, finished_at=now)
         else:
-            values = {"cursor": cursor, "processed": JOBS.c.processed + n}
+            values["cursor"] = cursor
         saved = connection.execute(sa.update(JOBS).where(mine).values(
             heartbeat_at=now, updated_at=now, **values)).rowcount
         if not saved:
             raise _NotMine()
-    return cursor
+    return cursor, n
 
 
 def cancel(connection: sa.Connection, name: str | None = None,

@@ -36,6 +36,23 @@ class RecordStatus(Backfill):
     version = 1
     description = "each record's status (pending / completed) from its submitted responses"
 
+    def run_batch(self, connection: sa.Connection, dataset_id: uuid.UUID, cursor: str | None,
+                  batch_size: int) -> tuple[str | None, int]:
+        """One UPDATE over a key range: the batch's last id is looked up in the index, and
+        no list of ids travels to the server and back."""
+        in_dataset = RECORDS.c.dataset_id == dataset_id
+        after = RECORDS.c.id > uuid.UUID(cursor) if cursor else sa.true()
+        last = connection.execute(
+            sa.select(RECORDS.c.id).where(in_dataset, after).order_by(RECORDS.c.id)
+            .offset(batch_size - 1).limit(1)).scalar_one_or_none()
+        bounded = sa.and_(after, RECORDS.c.id <= last) if last is not None else after
+        updated = connection.execute(
+            status_update(dataset_id, min_submitted(connection, dataset_id)).where(bounded)
+        ).rowcount
+        if last is None:  # the final, partial batch
+            return None, updated
+        return str(last), updated
+
     def recompute(self, connection: sa.Connection, dataset_id: uuid.UUID,
                   record_ids: list[uuid.UUID]) -> None:
         minimum = min_submitted(connection, dataset_id)
