@@ -15,6 +15,7 @@ from annota import __version__
 from annota.commands import database as database_commands
 from annota.commands import jobs as job_commands
 from annota.commands import search as search_commands
+from annota.commands import users as user_commands
 from annota.errors import AnnotaError
 
 
@@ -54,7 +55,26 @@ def server() -> None:
 server.add_command(database_commands.database)
 database_commands.database.add_command(job_commands.backfills)
 database_commands.database.add_command(job_commands.async_migrations)
+database_commands.database.add_command(user_commands.users)
 server.add_command(job_commands.worker)
+
+
+@server.command()
+@click.option("--host", envvar="ANNOTA_SERVER_HOST", default="127.0.0.1", show_default=True,
+              help="Interface to listen on (0.0.0.0 for all).")
+@click.option("--port", envvar="ANNOTA_SERVER_PORT", type=click.IntRange(1, 65535),
+              default=6900, show_default=True, help="TCP port.")
+def start(host: str, port: int) -> None:
+    """Start the HTTP API; refuses (exit 3) unless the schema is at this code's head.
+
+    \b
+    Example:
+      annota server database migrate && annota server start --host 0.0.0.0 --port 6900
+    """
+    from annota.commands.common import settings
+    from annota.server.serve import serve
+
+    serve(settings(), host, port)
 server.add_command(search_commands.search_engine)
 
 

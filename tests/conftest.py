@@ -133,10 +133,12 @@ class Annota:
         return runner.invoke(cli, list(args), env={**self.env, **env}, input=input,
                              catch_exceptions=False)
 
-    def run(self, *args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
+    def run(self, *args: str, timeout: float = 120, input_text: str | None = None,
+            **env: str) -> subprocess.CompletedProcess:
         return subprocess.run(
             [sys.executable, "-m", "annota", *args], env={**self.env, **env},
-            capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+            capture_output=True, text=True, timeout=timeout, input=input_text,
+            stdin=subprocess.DEVNULL if input_text is None else None,
         )
 
     def popen(self, *args: str, **env: str) -> subprocess.Popen:
@@ -197,6 +199,15 @@ def search_server(request: pytest.FixtureRequest):
             yield kind, f"http://{host}:{port}"
         return
     service_missing(f"no {request.param}: set {variable}, or run `bash scripts/test`")
+
+
+@pytest.fixture(scope="session")
+def elasticsearch_url() -> str:
+    """One engine, for the tests of what sits on top of search (the server, docker)."""
+    url = os.environ.get("ANNOTA_TEST_ELASTICSEARCH_URL")
+    if not url:
+        service_missing("no Elasticsearch: set ANNOTA_TEST_ELASTICSEARCH_URL")
+    return url
 
 
 def _search_env(tmp_path: Path, database_url: str, search_server) -> dict[str, str]:

@@ -20,6 +20,7 @@ QUESTION_TYPES = ("label_selection", "multi_label_selection", "rating", "text", 
                   "span")
 METADATA_TYPES = ("terms", "integer", "float")
 FIELD_TYPES = ("text", "image", "chat", "custom")
+RESPONSE_STATUSES = ("draft", "submitted", "discarded")
 
 
 class InvalidInputError(AnnotaError):
@@ -144,13 +145,20 @@ def import_records(
             unknown = set(response.get("values") or {}) - set(questions)
             if unknown:
                 raise InvalidInputError(f"response to unknown questions: {sorted(unknown)}")
+            try:
+                user_id = uuid.UUID(str(response["user_id"]))
+            except (KeyError, ValueError):
+                raise InvalidInputError("every response needs a user_id (a UUID)") from None
+            if response.get("status", "submitted") not in RESPONSE_STATUSES:
+                raise InvalidInputError(f"response status must be one of "
+                                        f"{', '.join(RESPONSE_STATUSES)}")
             tables[m.Response.__table__].append(_stamped(
                 values=response.get("values"), status=response.get("status", "submitted"),
-                record_id=row["id"], user_id=response["user_id"]))
+                record_id=row["id"], user_id=user_id))
         for suggestion in record.get("suggestions", ()):
-            if suggestion["question"] not in questions:
+            if suggestion.get("question") not in questions:
                 raise InvalidInputError(f"suggestion for unknown question "
-                                        f"{suggestion['question']!r}")
+                                        f"{suggestion.get('question')!r}")
             tables[m.Suggestion.__table__].append(_stamped(
                 value=suggestion["value"], score=suggestion.get("score"),
                 agent=suggestion.get("agent"), type=suggestion.get("type", "model"),

@@ -59,20 +59,12 @@ def run(settings: Settings, name: str, *, dataset_id: str | None = None,
         with db.begin() as connection:
             queued = queue_jobs(connection, name, dataset_id=dataset_id, limit=limit,
                                 force=force)
-        url = redis_url(settings)
-        result = RunResult("rq" if url else "inline", queued)
+        result = RunResult("rq" if redis_url(settings) else "inline", queued)
         if not queued.queued:
             return result
-        if url:
-            enqueue(url, queued.queued, batch_size)
-            if not wait:
-                return result
-            pool = None
-        else:
-            pool = ThreadPoolExecutor(max_workers=threads(settings),
-                                      thread_name_prefix="annota-backfill")
-            for job_id in queued.queued:
-                pool.submit(run_job, db, job_id, batch_size=batch_size)
+        pool = start(settings, db, queued.queued, batch_size)
+        if pool is None and not wait:
+            return result
         try:
             result.final = _wait(db, queued.queued, on_progress, poll)
         finally:
@@ -82,6 +74,19 @@ def run(settings: Settings, name: str, *, dataset_id: str | None = None,
         return result
     finally:
         db.dispose()
+
+
+def start(settings: Settings, db, job_ids: list[uuid.UUID],  # noqa: ANN001
+          batch_size: int) -> ThreadPoolExecutor | None:
+    """Hand queued jobs to RQ (returns None), or start them on a thread pool here."""
+    url = redis_url(settings)
+    if url:
+        enqueue(url, job_ids, batch_size)
+        return None
+    pool = ThreadPoolExecutor(max_workers=threads(settings), thread_name_prefix="annota-backfill")
+    for job_id in job_ids:
+        pool.submit(run_job, db, job_id, batch_size=batch_size)
+    return pool
 
 
 def _statuses(db, job_ids: list[uuid.UUID]) -> dict[str, str]:  # noqa: ANN001

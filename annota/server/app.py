@@ -1,0 +1,297 @@
+"""The HTTP API: an ASGI app (FastAPI) over the same library the command line uses.
+
+Every endpoint but health and readiness needs ``X-Annota-Api-Key``. Missing or wrong key:
+401; a role without the right: 403; bad input: 422 saying what is wrong.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, model_validator
+
+from annota import __version__
+from annota.errors import (
+    AnnotaError,
+    DatabaseUnreachableError,
+    NotFoundError,
+    SearchEngineError,
+)
+from annota.server import datasets, migrations
+from annota.server import models as m
+from annota.server.database import create_engine
+from annota.server.datasets import InvalidInputError
+from annota.server.settings import Settings
+from annota.server.users import user_by_api_key, workspace_ids_of
+
+API = "/api/v1"
+
+
+class WorkspaceIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class DatasetIn(BaseModel):
+    workspace_id: uuid.UUID
+    name: str = Field(min_length=1, max_length=200)
+    guidelines: str | None = None
+    fields: list[dict[str, Any]] = Field(min_length=1)
+    questions: list[dict[str, Any]] = Field(default_factory=list)
+    metadata_properties: list[dict[str, Any]] = Field(default_factory=list)
+    vector_settings: list[dict[str, Any]] = Field(default_factory=list)
+    min_submitted: int = Field(default=1, ge=1)
+
+
+class RecordsIn(BaseModel):
+    records: list[dict[str, Any]] = Field(min_length=1, max_length=10_000)
+
+
+class SearchIn(BaseModel):
+    text: str | None = None
+    terms: dict[str, list[Any]] = Field(default_factory=dict)
+    ranges: dict[str, dict[str, float]] = Field(default_factory=dict)
+    limit: int = Field(default=20, ge=1, le=1000)
+
+
+class BackfillRunIn(BaseModel):
+    dataset_id: uuid.UUID | None = None
+    limit: int | None = Field(default=None, ge=1)
+    all: bool = False
+    force: bool = False
+    batch_size: int = Field(default=1000, ge=1, le=100_000)
+
+    @model_validator(mode="after")
+    def one_selection(self) -> BackfillRunIn:
+        if sum(map(bool, (self.dataset_id, self.limit, self.all))) != 1:
+            raise ValueError("give exactly one of dataset_id, limit, all")
+        return self
+
+
+class BackfillCancelIn(BaseModel):
+    name: str | None = None
+    dataset_id: uuid.UUID | None = None
+
+
+def create_app(settings: Settings) -> FastAPI:
+    app = FastAPI(title="annota", version=__version__)
+    db = create_engine(settings.database_url)
+    search: dict[str, Any] = {}
+
+    def engine():  # noqa: ANN202 - connected lazily, once, then reused
+        if "engine" not in search:
+            from annota.search import connect
+
+            search["engine"] = connect(settings.search)
+        return search["engine"]
+
+    for error, status in ((NotFoundError, 404), (InvalidInputError, 422),
+                          (SearchEngineError, 503), (DatabaseUnreachableError, 503),
+                          (AnnotaError, 400)):
+        app.add_exception_handler(error, _handler(status))
+
+    def current_user(x_annota_api_key: str | None = Header(default=None)) -> sa.Row:
+        if not x_annota_api_key:
+            raise HTTPException(401, "missing X-Annota-Api-Key header")
+        with db.connect() as connection:
+            user = user_by_api_key(connection, x_annota_api_key)
+        if user is None:
+            raise HTTPException(401, "invalid API key")
+        return user
+
+    def role(*allowed: str):  # noqa: ANN202
+        def check(user: sa.Row = Depends(current_user)) -> sa.Row:
+            if user.role not in allowed:
+                raise HTTPException(403, f"a {user.role} may not do this "
+                                         f"(needs {' or '.join(allowed)})")
+            return user
+        return check
+
+    def visible_dataset(connection: sa.Connection, user: sa.Row, dataset_id: uuid.UUID):  # noqa: ANN202
+        dataset = datasets.dataset_row(connection, dataset_id)
+        if user.role == "annotator" and dataset.workspace_id not in workspace_ids_of(
+                connection, user.id):
+            raise NotFoundError(f"no dataset with id {dataset_id}")
+        return dataset
+
+    def readiness() -> tuple[bool, dict[str, Any]]:
+        report: dict[str, Any] = {"version": __version__}
+        try:
+            state = migrations.status(settings)
+            report["database"] = "ok"
+            report["schema"] = {"state": state.state, "revision": state.current,
+                                "release": state.current_release}
+            ok = state.state == migrations.UP_TO_DATE
+        except AnnotaError as exc:
+            report["database"], ok = f"unreachable: {exc}", False
+        try:
+            info = engine().info()
+            report["search_engine"] = {"status": "ok", "kind": info.kind, "version": info.version}
+        except AnnotaError as exc:
+            search.pop("engine", None)
+            report["search_engine"], ok = {"status": f"unreachable: {exc}"}, False
+        return ok, report
+
+    @app.get(f"{API}/health")
+    def health() -> JSONResponse:
+        """Liveness, with the state of what the server depends on."""
+        ok, report = readiness()
+        return JSONResponse({"status": "ok" if ok else "degraded", **report})
+
+    @app.get(f"{API}/ready")
+    def ready() -> JSONResponse:
+        """503 until the database is at this code's head and the search engine answers."""
+        ok, report = readiness()
+        return JSONResponse({"ready": ok, **report}, status_code=200 if ok else 503)
+
+    @app.get(f"{API}/info")
+    def info(user: sa.Row = Depends(current_user)) -> dict[str, Any]:
+        state = migrations.status(settings)
+        engine_info = engine().info()
+        return {"version": __version__,
+                "schema": {"revision": state.current, "release": state.current_release,
+                           "state": state.state},
+                "search_engine": {"kind": engine_info.kind, "version": engine_info.version}}
+
+    @app.get(f"{API}/workspaces")
+    def list_workspaces(user: sa.Row = Depends(current_user)) -> list[dict[str, Any]]:
+        table = m.Workspace.__table__
+        with db.connect() as connection:
+            query = sa.select(table.c.id, table.c.name).order_by(table.c.name)
+            if user.role == "annotator":
+                query = query.where(table.c.id.in_(workspace_ids_of(connection, user.id)))
+            return [{"id": str(r.id), "name": r.name} for r in connection.execute(query)]
+
+    @app.post(f"{API}/workspaces", status_code=201)
+    def create_workspace(body: WorkspaceIn,
+                         user: sa.Row = Depends(role("owner", "admin"))) -> dict[str, Any]:
+        with db.begin() as connection:
+            if connection.execute(sa.select(m.Workspace.id)
+                                  .where(m.Workspace.name == body.name)).first():
+                raise InvalidInputError(f"a workspace named {body.name!r} exists already")
+            return {"id": str(datasets.create_workspace(connection, body.name)),
+                    "name": body.name}
+
+    @app.get(f"{API}/datasets")
+    def list_datasets(workspace_id: uuid.UUID | None = None,
+                      user: sa.Row = Depends(current_user)) -> list[dict[str, Any]]:
+        table = m.Dataset.__table__
+        with db.connect() as connection:
+            query = sa.select(table.c.id, table.c.name, table.c.workspace_id).order_by(
+                table.c.name)
+            if workspace_id:
+                query = query.where(table.c.workspace_id == workspace_id)
+            if user.role == "annotator":
+                query = query.where(table.c.workspace_id.in_(workspace_ids_of(connection,
+                                                                              user.id)))
+            return [{"id": str(r.id), "name": r.name, "workspace_id": str(r.workspace_id)}
+                    for r in connection.execute(query)]
+
+    @app.post(f"{API}/datasets", status_code=201)
+    def create_dataset(body: DatasetIn,
+                       user: sa.Row = Depends(role("owner", "admin"))) -> dict[str, Any]:
+        with db.begin() as connection:
+            if connection.execute(sa.select(m.Workspace.id)
+                                  .where(m.Workspace.id == body.workspace_id)).first() is None:
+                raise InvalidInputError(f"no workspace with id {body.workspace_id}")
+            dataset_id = datasets.create_dataset(
+                connection, workspace_id=body.workspace_id, name=body.name,
+                fields=body.fields, questions=body.questions,
+                metadata_properties=body.metadata_properties,
+                vector_settings=body.vector_settings, guidelines=body.guidelines,
+                min_submitted=body.min_submitted)
+        return {"id": str(dataset_id), "name": body.name}
+
+    @app.get(f"{API}/datasets/{{dataset_id}}")
+    def get_dataset(dataset_id: uuid.UUID,
+                    user: sa.Row = Depends(current_user)) -> dict[str, Any]:
+        from annota.search.mapping import load_schema
+
+        with db.connect() as connection:
+            dataset = visible_dataset(connection, user, dataset_id)
+            schema = load_schema(connection, dataset_id)
+        return {"id": str(dataset.id), "name": dataset.name,
+                "workspace_id": str(dataset.workspace_id), "guidelines": dataset.guidelines,
+                "distribution": dataset.distribution,
+                "fields": [{"name": n, "type": t} for n, t in schema.fields.items()],
+                "questions": [{"name": n, "type": t} for n, t in schema.questions.values()],
+                "metadata_properties": [{"name": n, "type": t}
+                                        for n, t in schema.metadata.items()],
+                "vector_settings": [{"name": n, "dimensions": d}
+                                    for n, d in schema.vectors.values()]}
+
+    @app.post(f"{API}/datasets/{{dataset_id}}/records", status_code=201)
+    def import_records(dataset_id: uuid.UUID, body: RecordsIn,
+                       user: sa.Row = Depends(role("owner", "admin"))) -> dict[str, Any]:
+        from annota.search.live import index_records
+
+        with db.begin() as connection:
+            ids = datasets.import_records(connection, dataset_id, body.records)
+        with db.connect() as connection:
+            indexed = index_records(engine(), connection, dataset_id, ids)
+        return {"ids": [str(i) for i in ids], "indexed": indexed}
+
+    @app.post(f"{API}/datasets/{{dataset_id}}/records/search")
+    def search_records(dataset_id: uuid.UUID, body: SearchIn,
+                       user: sa.Row = Depends(current_user)) -> dict[str, Any]:
+        from annota.search.live import search_records as run_search
+
+        with db.connect() as connection:
+            visible_dataset(connection, user, dataset_id)
+        hits = run_search(engine(), dataset_id, text=body.text, terms=body.terms,
+                          ranges=body.ranges, limit=body.limit)
+        return {"items": hits, "count": len(hits)}
+
+    @app.post(f"{API}/backfills/{{name}}/run", status_code=202)
+    def run_backfill(name: str, body: BackfillRunIn,
+                     user: sa.Row = Depends(role("owner"))) -> dict[str, Any]:
+        from annota.server.backfills import jobs, runner
+
+        with db.begin() as connection:
+            queued = jobs.queue_jobs(connection, name, force=body.force, limit=body.limit,
+                                     dataset_id=str(body.dataset_id) if body.dataset_id
+                                     else None)
+        if queued.queued:
+            runner.start(settings, db, queued.queued, body.batch_size)
+        return queued.to_dict()
+
+    @app.get(f"{API}/backfills")
+    def list_backfills(status: str | None = None, name: str | None = None,
+                       dataset_id: uuid.UUID | None = None,
+                       user: sa.Row = Depends(role("owner"))) -> dict[str, Any]:
+        from annota.server.backfills import jobs
+
+        with db.connect() as connection:
+            rows = jobs.jobs(connection, name=name, status=status,
+                             dataset_id=str(dataset_id) if dataset_id else None)
+        totals = {s.lower(): sum(r["status"] == s for r in rows) for s in jobs.STATUSES}
+        return {"totals": totals, "jobs": [_job(r) for r in rows]}
+
+    @app.post(f"{API}/backfills/cancel")
+    def cancel_backfills(body: BackfillCancelIn,
+                         user: sa.Row = Depends(role("owner"))) -> dict[str, Any]:
+        from annota.server.backfills import jobs
+
+        with db.begin() as connection:
+            count = jobs.cancel(connection, body.name,
+                                str(body.dataset_id) if body.dataset_id else None)
+        return {"canceled": count}
+
+    return app
+
+
+def _job(row: dict[str, Any]) -> dict[str, Any]:
+    keep = ("name", "status", "processed", "total", "attempts", "last_error")
+    job = {k: row[k] for k in keep}
+    job.update(id=str(row["id"]), dataset_id=str(row["dataset_id"]),
+               dataset_name=row["dataset_name"])
+    return job
+
+
+def _handler(status: int):  # noqa: ANN202
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=status)
+    return handle

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The annota container's entrypoint: wait for the database and the search engine (bounded
+# retries, no fixed sleep), migrate (safe with several replicas starting at once: migrate
+# takes a lock and the later ones find nothing to do), create the owner user from
+# USERNAME / PASSWORD / API_KEY when set, reindex when REINDEX_DATASETS is true or 1, then
+# serve. Arguments, if any, replace the final command (e.g. `worker`).
+set -euo pipefail
+
+ANNOTA=${ANNOTA_COMMAND:-annota}
+WAIT_SECONDS=${ANNOTA_WAIT_SECONDS:-120}
+
+log() { printf '[entrypoint] %s\n' "$*" >&2; }
+
+# retry COMMAND until it exits with a code other than the given "not reachable yet" one
+wait_until_reachable() {
+  local what=$1 unreachable=$2; shift 2
+  local deadline=$((SECONDS + WAIT_SECONDS)) delay=1 code
+  while :; do
+    code=0
+    "$@" >/dev/null 2>&1 || code=$?
+    if [ "$code" -ne "$unreachable" ]; then
+      log "$what is reachable"
+      return 0
+    fi
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      log "$what still unreachable after ${WAIT_SECONDS}s; giving up"
+      "$@" >/dev/null || true  # say why, once, with the password masked
+      exit "$code"
+    fi
+    sleep "$delay"
+    delay=$((delay < 8 ? delay * 2 : 8))
+  done
+}
+
+wait_until_reachable "the database" 5 $ANNOTA server database current
+$ANNOTA server database migrate
+
+if [ -n "${USERNAME:-}" ] && [ -n "${PASSWORD:-}" ]; then
+  # the password goes through stdin, never the command line; a generated API key is not
+  # logged (set API_KEY to choose the owner's key)
+  created=$(ANNOTA_NEW_USER_API_KEY=${API_KEY:-} $ANNOTA server database users create \
+    --username "$USERNAME" --role owner --password-stdin \
+    --workspace "${WORKSPACE:-default}" <<<"$PASSWORD")
+  printf '%s\n' "$created" | grep -v '^API key' >&2 || true
+fi
+
+case "${REINDEX_DATASETS:-}" in
+  true|TRUE|True|1)
+    wait_until_reachable "the search engine" 8 $ANNOTA server search-engine status
+    log "REINDEX_DATASETS=${REINDEX_DATASETS}: reindexing every dataset"
+    $ANNOTA server search-engine reindex
+    ;;
+esac
+
+if [ "$#" -gt 0 ]; then
+  exec $ANNOTA server "$@"
+fi
+exec $ANNOTA server start --host "${ANNOTA_SERVER_HOST:-0.0.0.0}" --port "${ANNOTA_SERVER_PORT:-6900}"
