@@ -6,15 +6,15 @@
 # serve. Arguments, if any, replace the final command (e.g. `worker`).
 set -euo pipefail
 
-ANNOTA=${ANNOTA_COMMAND:-annota}
-WAIT_SECONDS=${ANNOTA_WAIT_SECONDS:-120}
+annota=${ANNOTA_COMMAND:-annota}
+wait_seconds=${ANNOTA_WAIT_SECONDS:-120}
 
 log() { printf '[entrypoint] %s\n' "$*" >&2; }
 
 # retry COMMAND until it exits with a code other than the given "not reachable yet" one
 wait_until_reachable() {
   local what=$1 unreachable=$2; shift 2
-  local deadline=$((SECONDS + WAIT_SECONDS)) delay=1 code
+  local deadline=$((SECONDS + wait_seconds)) delay=1 code
   while :; do
     code=0
     "$@" >/dev/null 2>&1 || code=$?
@@ -23,7 +23,7 @@ wait_until_reachable() {
       return 0
     fi
     if [ "$SECONDS" -ge "$deadline" ]; then
-      log "$what still unreachable after ${WAIT_SECONDS}s; giving up"
+      log "$what still unreachable after ${wait_seconds}s; giving up"
       "$@" >/dev/null || true  # say why, once, with the password masked
       exit "$code"
     fi
@@ -32,13 +32,13 @@ wait_until_reachable() {
   done
 }
 
-wait_until_reachable "the database" 5 $ANNOTA server database current
-$ANNOTA server database migrate
+wait_until_reachable "the database" 5 $annota server database current
+$annota server database migrate
 
 if [ -n "${USERNAME:-}" ] && [ -n "${PASSWORD:-}" ]; then
   # the password goes through stdin, never the command line; a generated API key is not
   # logged (set API_KEY to choose the owner's key)
-  created=$(ANNOTA_NEW_USER_API_KEY=${API_KEY:-} $ANNOTA server database users create \
+  created=$(ANNOTA_NEW_USER_API_KEY=${API_KEY:-} $annota server database users create \
     --username "$USERNAME" --role owner --password-stdin \
     --workspace "${WORKSPACE:-default}" <<<"$PASSWORD")
   printf '%s\n' "$created" | grep -v '^API key' >&2 || true
@@ -46,13 +46,13 @@ fi
 
 case "${REINDEX_DATASETS:-}" in
   true|TRUE|True|1)
-    wait_until_reachable "the search engine" 8 $ANNOTA server search-engine status
+    wait_until_reachable "the search engine" 8 $annota server search-engine status
     log "REINDEX_DATASETS=${REINDEX_DATASETS}: reindexing every dataset"
-    $ANNOTA server search-engine reindex
+    $annota server search-engine reindex
     ;;
 esac
 
 if [ "$#" -gt 0 ]; then
-  exec $ANNOTA server "$@"
+  exec $annota server "$@"
 fi
-exec $ANNOTA server start --host "${ANNOTA_SERVER_HOST:-0.0.0.0}" --port "${ANNOTA_SERVER_PORT:-6900}"
+exec $annota server start --host "${ANNOTA_SERVER_HOST:-0.0.0.0}" --port "${ANNOTA_SERVER_PORT:-6900}"

@@ -44,11 +44,13 @@ def create_engine(url: DatabaseURL, *, foreign_keys: bool = True) -> Engine:
 
     if not url.is_sqlite:
         engine = sa.create_engine(
-            url.sqlalchemy_url, connect_args={"connect_timeout": 10}, pool_pre_ping=True
+            url.sqlalchemy_url, connect_args={"connect_timeout": 10}, pool_pre_ping=True,
+            hide_parameters=True,  # errors never echo values (hashes, keys, user data)
         )
         _unreachable_on_connect_errors(engine, url)
         return engine
-    engine = sa.create_engine(url.sqlalchemy_url, connect_args={"timeout": 30})
+    engine = sa.create_engine(url.sqlalchemy_url, connect_args={"timeout": 30},
+                              hide_parameters=True)
     _unreachable_on_connect_errors(engine, url)
 
     @sa.event.listens_for(engine, "connect")

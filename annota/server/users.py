@@ -61,10 +61,27 @@ def create_user(connection: sa.Connection, *, username: str, role: str, password
         raise InvalidInputError("username must not be empty")
     if len(password) < 8:
         raise InvalidInputError("password must have at least 8 characters")
-    existing = connection.execute(sa.select(USERS.c.id, USERS.c.role)
-                                  .where(USERS.c.username == username)).first()
+    existing = _existing(connection, username)
     if existing:
-        return CreatedUser(existing.id, username, existing.role, created=False)
+        return existing
+    try:
+        with connection.begin_nested():  # a savepoint: a concurrent create may win the race
+            return _insert(connection, username, role, password, api_key, workspaces)
+    except sa.exc.IntegrityError:
+        existing = _existing(connection, username)
+        if existing is None:
+            raise
+        return existing
+
+
+def _existing(connection: sa.Connection, username: str) -> CreatedUser | None:
+    row = connection.execute(sa.select(USERS.c.id, USERS.c.role)
+                             .where(USERS.c.username == username)).first()
+    return CreatedUser(row.id, username, row.role, created=False) if row else None
+
+
+def _insert(connection: sa.Connection, username: str, role: str, password: str,
+            api_key: str | None, workspaces: tuple[str, ...]) -> CreatedUser:
     generated = None
     if not api_key:
         api_key = generated = secrets.token_urlsafe(32)
