@@ -41,22 +41,34 @@ def _docker_available() -> bool:
     return True
 
 
-@pytest.fixture(scope="session")
-def postgres_server_url():
-    url = os.environ.get("ANNOTA_TEST_POSTGRES_URL")
+def service_url(variable: str, name: str, container, url_of):  # noqa: ANN001, ANN201
+    """A service's URL from its environment variable, else from a testcontainer when a
+    Docker engine answers, else skip (fail under CI)."""
+    url = os.environ.get(variable)
     if url:
         yield url
         return
     if _docker_available():
-        from testcontainers.postgres import PostgresContainer
-
-        with PostgresContainer("postgres:16-alpine", driver=None) as container:
-            yield container.get_connection_url()
+        with container() as running:
+            yield url_of(running)
         return
-    service_missing(
-        "no PostgreSQL: set ANNOTA_TEST_POSTGRES_URL, or run `bash scripts/test`, which "
-        "starts one"
-    )
+    service_missing(f"no {name}: set {variable}, or run `bash scripts/test`, which starts one")
+
+
+def _container(module: str, name: str, *args, **kwargs):  # noqa: ANN001, ANN202
+    """A testcontainers class, imported only when a Docker engine is used."""
+    import importlib
+
+    return lambda: getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url():
+    yield from service_url(
+        "ANNOTA_TEST_POSTGRES_URL", "PostgreSQL",
+        _container("testcontainers.postgres", "PostgresContainer", "postgres:16-alpine",
+                   driver=None),
+        lambda c: c.get_connection_url())
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -186,19 +198,11 @@ _CONTAINERS = {
 def search_server(request: pytest.FixtureRequest):
     """(engine kind, URL) of a real search engine; the same tests run on each."""
     kind, variable = SEARCH_ENGINES[request.param]
-    url = os.environ.get(variable)
-    if url:
+    for url in service_url(
+        variable, request.param, _container(*_CONTAINERS[request.param]),
+        lambda c: f"http://{c.get_container_host_ip()}:{c.get_exposed_port(9200)}",
+    ):
         yield kind, url
-        return
-    if _docker_available():
-        import importlib
-
-        module, name, image = _CONTAINERS[request.param]
-        with getattr(importlib.import_module(module), name)(image) as container:
-            host, port = container.get_container_host_ip(), container.get_exposed_port(9200)
-            yield kind, f"http://{host}:{port}"
-        return
-    service_missing(f"no {request.param}: set {variable}, or run `bash scripts/test`")
 
 
 @pytest.fixture(scope="session")
@@ -249,18 +253,10 @@ def search_env_any_db(tmp_path: Path, database_url: str, search_server):
 
 @pytest.fixture(scope="session")
 def redis_server_url():
-    url = os.environ.get("ANNOTA_TEST_REDIS_URL")
-    if url:
-        yield url
-        return
-    if _docker_available():
-        from testcontainers.redis import RedisContainer
-
-        with RedisContainer("redis:7-alpine") as container:
-            host, port = container.get_container_host_ip(), container.get_exposed_port(6379)
-            yield f"redis://{host}:{port}/0"
-        return
-    service_missing("no Redis: set ANNOTA_TEST_REDIS_URL, or run `bash scripts/test`")
+    yield from service_url(
+        "ANNOTA_TEST_REDIS_URL", "Redis",
+        _container("testcontainers.redis", "RedisContainer", "redis:7-alpine"),
+        lambda c: f"redis://{c.get_container_host_ip()}:{c.get_exposed_port(6379)}/0")
 
 
 @pytest.fixture
