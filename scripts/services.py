@@ -309,7 +309,8 @@ def stop() -> None:
             continue
         try:
             os.kill(int(pidfile.read_text()), 15)
-            log(f"stopped {pidfile.parent.parent.name}")
+            service = pidfile.parent.parent if pidfile.parent.name == "state" else pidfile.parent
+            log(f"stopped {service.name}")
         except (ProcessLookupError, ValueError):
             pass
 
