@@ -14,16 +14,31 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 import sqlalchemy as sa
 
 from annota.errors import AnnotaError, NotFoundError
-from annota.server import models as m
 
 SCHEDULED, STARTED, IN_PROGRESS, FINISHED, ERROR = (
     "SCHEDULED", "STARTED", "IN_PROGRESS", "FINISHED", "ERROR")
-TABLE = m.AsyncMigrationRow.__table__
+
+# A Core view of the table, not the ORM model: revisions import this module, and a
+# revision must not change when the models do (and must not pay for the ORM at start-up).
+TABLE = sa.table(
+    "async_migrations",
+    sa.column("name", sa.String), sa.column("revision", sa.String),
+    sa.column("status", sa.String), sa.column("sql", sa.Text),
+    sa.column("rollback_sql", sa.Text), sa.column("index_name", sa.String),
+    sa.column("attempts", sa.Integer), sa.column("error", sa.Text),
+    *(sa.column(f"{when}_at", sa.DateTime)
+      for when in ("scheduled", "started", "finished", "inserted", "updated")),
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 @dataclass(frozen=True)
@@ -47,7 +62,7 @@ def scheduling_allowed(attributes: dict | None = None) -> bool:
 
 def _row(migration: AsyncMigration, revision: str, dialect: str) -> dict[str, Any]:
     sqlite = dialect == "sqlite"
-    now = m.utcnow()
+    now = utcnow()
     return {
         "name": migration.name, "revision": revision, "status": SCHEDULED,
         "sql": (migration.sqlite_sql or migration.sql) if sqlite else migration.sql,
@@ -94,7 +109,7 @@ def revert(op, migration: AsyncMigration) -> None:  # noqa: ANN001
 def _set(connection: sa.Connection, name: str, **values: Any) -> None:
     # on PostgreSQL the connection is in autocommit: each state is visible at once
     connection.execute(sa.update(TABLE).where(TABLE.c.name == name)
-                       .values(updated_at=m.utcnow(), **values))
+                       .values(updated_at=utcnow(), **values))
 
 
 def run_on(connection: sa.Connection, name: str) -> bool:
@@ -104,8 +119,8 @@ def run_on(connection: sa.Connection, name: str) -> bool:
     claimed = connection.execute(
         sa.update(TABLE)
         .where(TABLE.c.name == name, TABLE.c.status.in_([SCHEDULED, ERROR]))
-        .values(status=STARTED, attempts=TABLE.c.attempts + 1, started_at=m.utcnow(),
-                updated_at=m.utcnow(), error=None)
+        .values(status=STARTED, attempts=TABLE.c.attempts + 1, started_at=utcnow(),
+                updated_at=utcnow(), error=None)
     ).rowcount
     if not claimed:
         return False
@@ -117,9 +132,9 @@ def run_on(connection: sa.Connection, name: str) -> bool:
         connection.exec_driver_sql(row.sql)
     except sa.exc.DBAPIError as exc:
         message = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        _set(connection, name, status=ERROR, error=message, finished_at=m.utcnow())
+        _set(connection, name, status=ERROR, error=message, finished_at=utcnow())
         return False
-    _set(connection, name, status=FINISHED, finished_at=m.utcnow())
+    _set(connection, name, status=FINISHED, finished_at=utcnow())
     return True
 
 
