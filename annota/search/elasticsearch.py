@@ -9,15 +9,14 @@ from typing import Any
 from elasticsearch import ApiError, Elasticsearch, UnsupportedProductError
 from elasticsearch import ConnectionError as ClientConnectionError
 
-from annota.errors import SearchEngineError, SearchEngineUnreachableError, WrongSearchEngineError
+from annota.errors import WrongSearchEngineError
 from annota.search.engine import EngineInfo, SearchEngine, TooManyRequests
-from annota.search.errors import describe_error, scrub
 
 SUPPORTED_MAJORS = ("8", "9")
 
 
 class ElasticsearchEngine(SearchEngine):
-    kind = "elasticsearch"
+    kind, label = "elasticsearch", "Elasticsearch"
 
     def _client(self) -> Elasticsearch:
         s = self.settings
@@ -42,16 +41,11 @@ class ElasticsearchEngine(SearchEngine):
                 "set ANNOTA_SEARCH_ENGINE=opensearch"
             ) from None
         except ClientConnectionError as exc:
-            raise SearchEngineUnreachableError(
-                f"cannot reach Elasticsearch at {self.settings.masked_url}: "
-                f"{scrub(self.settings, exc)}"
-            ) from None
+            raise self.unreachable(exc) from None
         except ApiError as exc:
             if exc.meta.status == 429:
                 raise TooManyRequests() from None
-            raise SearchEngineError(
-                f"Elasticsearch could not {what}: {describe_error(exc.meta.status, exc.body)}"
-            ) from None
+            raise self.refused(what, exc.meta.status, exc.body) from None
 
     def info(self) -> EngineInfo:
         # the nodes API, not GET /: minimal distributions may not serve the root endpoint

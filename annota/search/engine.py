@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from annota.errors import SearchEngineError, SearchEngineUnreachableError
+from annota.search.errors import describe_error, scrub
 from annota.server.settings import SearchSettings
 
 
@@ -46,6 +48,7 @@ def dataset_of_index(prefix: str, index: str) -> str | None:
 
 class SearchEngine(ABC):
     kind: str
+    label: str  # how messages name the product
 
     def __init__(self, settings: SearchSettings) -> None:
         self.settings = settings
@@ -116,6 +119,14 @@ class SearchEngine(ABC):
                search_after: list | None = None, source: Any = True) -> list[dict]: ...
 
     # -- written once ----------------------------------------------------------------
+    def unreachable(self, exc: BaseException) -> SearchEngineUnreachableError:
+        return SearchEngineUnreachableError(
+            f"cannot reach {self.label} at {self.settings.masked_url}: "
+            f"{scrub(self.settings, exc)}")
+
+    def refused(self, what: str, status: Any, body: Any) -> SearchEngineError:
+        return SearchEngineError(f"{self.label} could not {what}: {describe_error(status, body)}")
+
     def alias_indices(self, alias: str) -> list[str]:
         return [name for name, aliases in self.indices(f"{alias}*").items() if alias in aliases]
 

@@ -17,11 +17,10 @@ from annota.errors import (
     WrongSearchEngineError,
 )
 from annota.search.engine import EngineInfo, SearchEngine, TooManyRequests
-from annota.search.errors import describe_error, scrub
 
 
 class OpenSearchEngine(SearchEngine):
-    kind = "opensearch"
+    kind, label = "opensearch", "OpenSearch"
 
     def _client(self) -> OpenSearch:
         s = self.settings
@@ -46,16 +45,11 @@ class OpenSearchEngine(SearchEngine):
         try:
             yield
         except ClientConnectionError as exc:
-            raise SearchEngineUnreachableError(
-                f"cannot reach OpenSearch at {self.settings.masked_url}: "
-                f"{scrub(self.settings, exc)}"
-            ) from None
+            raise self.unreachable(exc) from None
         except TransportError as exc:
             if exc.status_code == 429:
                 raise TooManyRequests() from None
-            raise SearchEngineError(
-                f"OpenSearch could not {what}: {describe_error(exc.status_code, exc.info)}"
-            ) from None
+            raise self.refused(what, exc.status_code, exc.info) from None
 
     def info(self) -> EngineInfo:
         wrong = WrongSearchEngineError(
