@@ -114,3 +114,11 @@ def test_unknown_async_migration(annota, settings):
     result = annota.invoke("server", "database", "async-migrations", "run", "nope")
     assert result.exit_code == 11 and "no async migration named 'nope'" in result.stderr
     assert isinstance(Settings.from_env(annota.env), Settings)
+
+
+def test_the_settings_decide_scheduling_not_the_process_environment(settings, monkeypatch):
+    monkeypatch.delenv("ANNOTA_ALLOW_SCHEDULED_MIGRATIONS", raising=False)
+    scheduled = Settings.from_env({**settings.environ,
+                                   "ANNOTA_ALLOW_SCHEDULED_MIGRATIONS": "true"})
+    migrations.migrate(scheduled)
+    assert listed(Annota(scheduled.environ))[NAME]["status"] == "SCHEDULED"

@@ -225,14 +225,14 @@ def migrate(
                 if plan.direction == "downgrade" and backup and url.sqlite_path is not None:
                     result.backup = backup_sqlite(url.sqlite_path, current)
                     reporter.backup_written(result.backup)
-                _run_alembic(connection, url, plan, result, reporter)
+                _run_alembic(connection, settings, plan, result, reporter)
                 return result
     finally:
         engine.dispose()
 
 
 def _run_alembic(
-    connection, url: DatabaseURL, plan: Plan, result: MigrationResult, reporter  # noqa: ANN001
+    connection, settings: Settings, plan: Plan, result: MigrationResult, reporter  # noqa: ANN001
 ) -> None:
     from alembic import command
 
@@ -252,6 +252,9 @@ def _run_alembic(
     config = _alembic_config()
     config.attributes["connection"] = connection
     config.attributes["on_version_apply"] = [on_version_apply]
+    # this migration's settings decide, not whatever the process environment says
+    config.attributes["allow_scheduled_migrations"] = settings.environ.get(
+        "ANNOTA_ALLOW_SCHEDULED_MIGRATIONS")
     reporter.step_started(steps[0])
     try:
         if plan.direction == "upgrade":
@@ -267,9 +270,10 @@ def _run_alembic(
             last = result.steps[-1][0]
             upgraded = last.direction == "upgrade"
             done = last.revision.revision if upgraded else last.revision.down_revision
+        reason = settings.database_url.scrub(database.first_line(exc))
         raise MigrationError(
             f"{failed.direction} of revision {failed.revision.revision} "
-            f"({failed.revision.release}) failed: {url.scrub(database.first_line(exc))}; "
+            f"({failed.revision.release}) failed: {reason}; "
             f"the database stays at {done or 'base'}"
         ) from exc
 
