@@ -10,18 +10,17 @@ import sqlalchemy as sa
 from annota.errors import SearchEngineError
 from annota.search.documents import documents_for
 from annota.search.engine import SearchEngine, alias_name, new_index_name
-from annota.search.mapping import dataset_mapping, index_meta, load_schema
+from annota.search.mapping import DatasetSchema, dataset_mapping, index_meta, load_schema
 
 
-def ensure_index(engine: SearchEngine, connection: sa.Connection, dataset_id: Any) -> str:
+def ensure_index(engine: SearchEngine, schema: DatasetSchema) -> str:
     """The dataset's alias, creating its first index behind it when there is none."""
-    alias = alias_name(engine.prefix, dataset_id)
+    alias = alias_name(engine.prefix, schema.id)
     if not engine.alias_indices(alias):
-        schema = load_schema(connection, dataset_id)
         settings = {"index": {"number_of_shards": engine.settings.shards,
                               "number_of_replicas": engine.settings.replicas},
                     **engine.index_settings(vectors=bool(schema.vectors))}
-        engine.create_index(new_index_name(engine.prefix, dataset_id), settings,
+        engine.create_index(new_index_name(engine.prefix, schema.id), settings,
                             dataset_mapping(engine, schema, index_meta(schema)), [alias])
     return alias
 
@@ -29,8 +28,8 @@ def ensure_index(engine: SearchEngine, connection: sa.Connection, dataset_id: An
 def index_records(engine: SearchEngine, connection: sa.Connection, dataset_id: Any,
                   record_ids: list[uuid.UUID]) -> int:
     """Index (or re-index) these records now, visible to search when this returns."""
-    alias = ensure_index(engine, connection, dataset_id)
     schema = load_schema(connection, dataset_id)
+    alias = ensure_index(engine, schema)
     indexed = 0
     for start in range(0, len(record_ids), 500):
         docs = documents_for(connection, schema, record_ids[start:start + 500])

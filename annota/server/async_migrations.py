@@ -20,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from annota.errors import AnnotaError, NotFoundError
+from annota.server.database import first_line
 
 SCHEDULED, STARTED, IN_PROGRESS, FINISHED, ERROR = (
     "SCHEDULED", "STARTED", "IN_PROGRESS", "FINISHED", "ERROR")
@@ -131,8 +132,7 @@ def run_on(connection: sa.Connection, name: str) -> bool:
         _set(connection, name, status=IN_PROGRESS)
         connection.exec_driver_sql(row.sql)
     except sa.exc.DBAPIError as exc:
-        message = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        _set(connection, name, status=ERROR, error=message, finished_at=utcnow())
+        _set(connection, name, status=ERROR, error=first_line(exc), finished_at=utcnow())
         return False
     _set(connection, name, status=FINISHED, finished_at=utcnow())
     return True

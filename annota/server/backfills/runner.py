@@ -70,7 +70,6 @@ def run(settings: Settings, name: str, *, dataset_id: str | None = None,
         finally:
             if pool:
                 pool.shutdown(wait=True)
-        result.final = _statuses(db, queued.queued)
         return result
     finally:
         db.dispose()
@@ -87,13 +86,6 @@ def start(settings: Settings, db, job_ids: list[uuid.UUID],  # noqa: ANN001
     for job_id in job_ids:
         pool.submit(run_job, db, job_id, batch_size=batch_size)
     return pool
-
-
-def _statuses(db, job_ids: list[uuid.UUID]) -> dict[str, str]:  # noqa: ANN001
-    with db.connect() as connection:
-        rows = jobs(connection)
-    wanted = {str(j) for j in job_ids}
-    return {str(r["id"]): r["status"] for r in rows if str(r["id"]) in wanted}
 
 
 def _wait(db, job_ids, on_progress, poll: float) -> dict[str, str]:  # noqa: ANN001
