@@ -16,6 +16,7 @@ from annota.commands import database as database_commands
 from annota.commands import jobs as job_commands
 from annota.commands import search as search_commands
 from annota.commands import users as user_commands
+from annota.config import traceback_requested
 from annota.errors import AnnotaError
 
 
@@ -26,7 +27,7 @@ class AnnotaGroup(click.Group):
         try:
             return super().invoke(ctx)
         except AnnotaError as exc:
-            if ctx.params.get("traceback"):
+            if ctx.params.get("traceback") or traceback_requested():
                 raise
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(exc.exit_code)
@@ -35,8 +36,8 @@ class AnnotaGroup(click.Group):
 @click.group(cls=AnnotaGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="annota")
 @click.option(
-    "--traceback", is_flag=True, envvar="ANNOTA_TRACEBACK",
-    help="Show the full traceback instead of a one-line error.",
+    "--traceback", is_flag=True,
+    help="Show the full traceback instead of a one-line error (or ANNOTA_TRACEBACK=1).",
 )
 def cli(traceback: bool) -> None:
     """annota: the server side of a data-annotation platform.
@@ -60,11 +61,11 @@ server.add_command(job_commands.worker)
 
 
 @server.command()
-@click.option("--host", envvar="ANNOTA_SERVER_HOST", default="127.0.0.1", show_default=True,
-              help="Interface to listen on (0.0.0.0 for all).")
-@click.option("--port", envvar="ANNOTA_SERVER_PORT", type=click.IntRange(1, 65535),
-              default=6900, show_default=True, help="TCP port.")
-def start(host: str, port: int) -> None:
+@click.option("--host", help="Interface to listen on (0.0.0.0 for all). "
+                             "Default: ANNOTA_SERVER_HOST, else 127.0.0.1.")
+@click.option("--port", type=click.IntRange(1, 65535),
+              help="TCP port. Default: ANNOTA_SERVER_PORT, else 6900.")
+def start(host: str | None, port: int | None) -> None:
     """Start the HTTP API; refuses (exit 3) unless the schema is at this code's head.
 
     \b
@@ -72,9 +73,10 @@ def start(host: str, port: int) -> None:
       annota server database migrate && annota server start --host 0.0.0.0 --port 6900
     """
     from annota.commands.common import settings
-    from annota.server.serve import serve
+    from annota.server.api.serve import serve
 
-    serve(settings(), host, port)
+    config = settings()
+    serve(config, host or config.server_host, port or config.server_port)
 server.add_command(search_commands.search_engine)
 
 

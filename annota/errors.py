@@ -1,7 +1,8 @@
 """The one error hierarchy: every failure a user can cause is an ``AnnotaError``.
 
-The command line turns these into a one-line message and the exit code they carry;
-anything else is a bug and keeps its traceback.
+Each type carries its exit code. The command line turns them into a one-line message and
+that code (``annota.cli``), the HTTP API into a status; anything else is a bug and keeps
+its traceback. The README's exit-code table is checked against this module by a test.
 """
 
 from __future__ import annotations
@@ -75,6 +76,24 @@ class MigrationError(AnnotaError):
     exit_code = 1
 
 
+class SchemaNotReadyError(AnnotaError):
+    """The schema is not at this code's head (``check``; ``start`` refuses to serve)."""
+
+    exit_code = 3
+
+
+class AsyncMigrationError(AnnotaError):
+    """An async migration failed; its row says why, and a rerun retries it."""
+
+    def __init__(self, message: str, rows: list | None = None) -> None:
+        super().__init__(message)
+        self.rows = rows or []
+
+
+class InvalidInputError(AnnotaError):
+    """Input that does not fit the dataset's settings (the HTTP API answers 422)."""
+
+
 class NotFoundError(AnnotaError):
     """A thing named by the user (a dataset id, ...) does not exist."""
 
@@ -101,6 +120,24 @@ class ReindexError(AnnotaError):
     """A reindex did not complete: documents were rejected or counts did not match."""
 
     exit_code = 10
+
+
+class IndexDriftError(SearchEngineError):
+    """``search-engine status``: an index differs from the database or from its settings."""
+
+    exit_code = 12
+
+
+class BackfillsUnfinishedError(AnnotaError):
+    """``backfills status``: some jobs are still pending, queued or running."""
+
+    exit_code = 3
+
+
+class BackfillsFailedError(AnnotaError):
+    """``backfills status`` / ``run``: a job failed or was canceled."""
+
+    exit_code = 4
 
 
 class RedisUnreachableError(AnnotaError):

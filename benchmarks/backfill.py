@@ -30,11 +30,11 @@ sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
 
-from annota.server import migrations  # noqa: E402
-from annota.server.backfills import jobs  # noqa: E402
-from annota.server.backfills.record_status import status_update  # noqa: E402
-from annota.server.database import create_engine  # noqa: E402
-from annota.server.settings import Settings  # noqa: E402
+from annota.config import Settings  # noqa: E402
+from annota.server.db import open_database  # noqa: E402
+from annota.server.domain.record_status import status_update  # noqa: E402
+from annota.server.jobs import backfill_jobs as jobs  # noqa: E402
+from annota.server.schema import migrate as migrations  # noqa: E402
 
 
 def admin_sql(server_url: str, sql: str) -> None:
@@ -136,7 +136,7 @@ def main() -> None:
 def run(url: str, args: argparse.Namespace) -> None:
     settings = Settings.from_env({"ANNOTA_DATABASE_URL": url, "ANNOTA_HOME": "/tmp"})
     migrations.migrate(settings)
-    engine = create_engine(settings.database_url)
+    engine = open_database(settings.database_url)
     started = time.perf_counter()
     dataset = seed(engine, args.records)
     print(f"seeded {args.records} records in {time.perf_counter() - started:.0f}s "

@@ -36,7 +36,7 @@ LABELS = ["positive", "negative", "neutral"]
 
 
 def settings_from_env():  # noqa: ANN201
-    from annota.server.settings import Settings
+    from annota.config import Settings
 
     return Settings.from_env(os.environ)
 
@@ -44,13 +44,14 @@ def settings_from_env():  # noqa: ANN201
 def seed(n: int) -> str:
     import sqlalchemy as sa
 
-    from annota.server import datasets, migrations
-    from annota.server import models as m
-    from annota.server.database import create_engine
+    from annota.server.db import open_database
+    from annota.server.domain import datasets
+    from annota.server.domain import models as m
+    from annota.server.schema import migrate as migrations
 
     settings = settings_from_env()
     migrations.migrate(settings)
-    db = create_engine(settings.database_url)
+    db = open_database(settings.database_url)
     rng = random.Random(n)
     with db.begin() as connection:
         users = []
@@ -105,11 +106,11 @@ def child_raw(dataset: str, batch_size: int) -> dict:
     from annota.search.documents import document_batches
     from annota.search.engine import new_index_name
     from annota.search.mapping import dataset_mapping, index_meta, load_schema
-    from annota.server.database import create_engine
+    from annota.server.db import open_database
 
     settings = settings_from_env()
     engine = connect(settings.search)
-    db = create_engine(settings.database_url)
+    db = open_database(settings.database_url)
     with db.connect() as connection:
         schema = load_schema(connection, dataset)
     docs = [d for batch in document_batches(db, schema, 5000) for d in batch]

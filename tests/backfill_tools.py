@@ -7,8 +7,8 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from annota.server import migrations
-from annota.server.settings import Settings
+from annota.config import Settings
+from annota.server.schema import migrate as migrations
 from tests.schema_tools import insert, insert_many
 
 T0 = datetime(2024, 3, 1, 9, 0, 0)
@@ -41,10 +41,10 @@ TWO_NEEDED = {
 EXPECTED_STATUS_2 = {"s1": "completed", "s2": "pending", "s3": "pending", "s4": "pending"}
 
 
-def legacy_database(settings: Settings, engine: sa.Engine, *, extra_records: int = 0) -> dict:
+def legacy_database(settings: Settings, db: sa.Engine, *, extra_records: int = 0) -> dict:
     """Migrate to 2.0 and fill two datasets as 2.0 stored them; returns their ids."""
     migrations.migrate(settings, "2.0")
-    with engine.begin() as connection:
+    with db.begin() as connection:
         users = [insert(connection, "users", first_name=f"u{i}", username=f"u{i}",
                         role="annotator", api_key=f"key-{i}", password_hash="-", **STAMP)
                  for i in range(3)]
@@ -82,21 +82,21 @@ def legacy_database(settings: Settings, engine: sa.Engine, *, extra_records: int
             for k, v in ids.items()}
 
 
-def statuses(engine: sa.Engine, dataset_id: uuid.UUID) -> dict[str, str]:
-    from annota.server import models as m
+def statuses(db: sa.Engine, dataset_id: uuid.UUID) -> dict[str, str]:
+    from annota.server.domain import models as m
 
     records = m.Record.__table__
-    with engine.connect() as connection:
+    with db.connect() as connection:
         return dict(connection.execute(
             sa.select(records.c.external_id, records.c.status)
             .where(records.c.dataset_id == dataset_id)).all())
 
 
-def expected_statuses(engine: sa.Engine, dataset_id: uuid.UUID, minimum: int) -> dict[str, str]:
+def expected_statuses(db: sa.Engine, dataset_id: uuid.UUID, minimum: int) -> dict[str, str]:
     """Record status computed independently, in one SQL query."""
-    with engine.connect() as connection:
+    with db.connect() as connection:
         rows = connection.execute(sa.text(
             "SELECT r.external_id, (SELECT COUNT(*) FROM responses s WHERE s.record_id = r.id "
             "AND s.status = 'submitted') FROM records r WHERE r.dataset_id = :d"),
-            {"d": dataset_id.hex if engine.dialect.name == "sqlite" else dataset_id}).all()
+            {"d": dataset_id.hex if db.dialect.name == "sqlite" else dataset_id}).all()
     return {e: "completed" if n >= minimum else "pending" for e, n in rows}

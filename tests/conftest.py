@@ -19,8 +19,8 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from annota.cli import cli
-from annota.server.dburl import DatabaseURL
-from annota.server.settings import Settings
+from annota.config import Settings
+from annota.urls import DatabaseURL
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -126,12 +126,13 @@ def settings(env: dict[str, str]) -> Settings:
 
 
 @pytest.fixture
-def engine(settings: Settings):
-    from annota.server.database import create_engine
+def db(settings: Settings):
+    """A SQLAlchemy engine on this test's database."""
+    from annota.server.db import open_database
 
-    engine = create_engine(settings.database_url)
-    yield engine
-    engine.dispose()
+    db = open_database(settings.database_url)
+    yield db
+    db.dispose()
 
 
 class Annota:

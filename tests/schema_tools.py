@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from annota.server.database import VERSION_TABLE
+from annota.server.db import VERSION_TABLE
 
 ROWS_PER_TABLE = 2
 

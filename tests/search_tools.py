@@ -7,12 +7,13 @@ import uuid
 
 import sqlalchemy as sa
 
+from annota.config import Settings
 from annota.search import connect
 from annota.search.engine import SearchEngine, alias_name
-from annota.server import datasets, migrations
-from annota.server import models as m
-from annota.server.database import create_engine
-from annota.server.settings import Settings
+from annota.server.db import open_database
+from annota.server.domain import datasets
+from annota.server.domain import models as m
+from annota.server.schema import migrate as migrations
 
 DIMENSIONS = 4
 LABELS = ["positive", "negative", "neutral"]
@@ -53,7 +54,7 @@ def record(i: int, users: list[uuid.UUID], *, dims: int = DIMENSIONS, word: str 
 
 
 def create_dataset(settings: Settings, n: int, *, name: str = "reviews") -> uuid.UUID:
-    db = create_engine(settings.database_url)
+    db = open_database(settings.database_url)
     try:
         with db.begin() as connection:
             users = [new_user(connection, f"{name}-annotator-{k}") for k in range(2)]
@@ -74,7 +75,7 @@ def create_dataset(settings: Settings, n: int, *, name: str = "reviews") -> uuid
 
 
 def add_records(settings: Settings, dataset_id: uuid.UUID, numbers, users=None, **kw) -> list:
-    db = create_engine(settings.database_url)
+    db = open_database(settings.database_url)
     try:
         with db.begin() as connection:
             if users is None:

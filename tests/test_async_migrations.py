@@ -7,9 +7,9 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from annota.server import async_migrations as am
-from annota.server import migrations
-from annota.server.settings import Settings
+from annota.config import Settings
+from annota.server.schema import async_migrations as am
+from annota.server.schema import migrate as migrations
 from tests.conftest import Annota
 from tests.schema_tools import insert_many
 
@@ -18,13 +18,13 @@ NOW = datetime(2024, 1, 1)
 INDEX = "ix_responses_record_id_status"
 
 
-def indexes(engine: sa.Engine, table: str) -> set[str]:
-    with engine.connect() as connection:
+def indexes(db: sa.Engine, table: str) -> set[str]:
+    with db.connect() as connection:
         return {i["name"] for i in sa.inspect(connection).get_indexes(table)}
 
 
-def valid(engine: sa.Engine, index: str) -> bool | None:
-    with engine.connect() as connection:
+def valid(db: sa.Engine, index: str) -> bool | None:
+    with db.connect() as connection:
         return connection.execute(sa.text(
             "SELECT i.indisvalid FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid "
             "WHERE c.relname = :n"), {"n": index}).scalar_one_or_none()
@@ -36,25 +36,25 @@ def listed(annota: Annota) -> dict[str, dict]:
     return {row["name"]: row for row in json.loads(result.stdout)}
 
 
-def test_runs_during_migrate_by_default(annota, settings, engine):
+def test_runs_during_migrate_by_default(annota, settings, db):
     migrations.migrate(settings)
     row = listed(annota)[NAME]
     assert (row["status"], row["attempts"], row["error"]) == ("FINISHED", 1, None)
-    assert INDEX in indexes(engine, "responses")
-    if engine.dialect.name == "postgresql":
-        assert valid(engine, INDEX) is True
+    assert INDEX in indexes(db, "responses")
+    if db.dialect.name == "postgresql":
+        assert valid(db, INDEX) is True
     # and the downgrade takes it away again
     migrations.migrate(settings, "4700fbf00e8f", confirm=lambda plan: True, backup=False)
-    assert INDEX not in indexes(engine, "responses")
+    assert INDEX not in indexes(db, "responses")
     assert NAME not in listed(annota)
 
 
-def test_scheduled_when_allowed_then_run_by_command(settings, engine):
-    env = {**settings.environ, "ANNOTA_ALLOW_SCHEDULED_MIGRATIONS": "true"}
+def test_scheduled_when_allowed_then_run_by_command(settings, db, env):
+    env = {**env, "ANNOTA_ALLOW_SCHEDULED_MIGRATIONS": "true"}
     annota = Annota(env)
     assert annota.invoke("server", "database", "migrate").exit_code == 0
     assert listed(annota)[NAME]["status"] == "SCHEDULED"
-    assert INDEX not in indexes(engine, "responses")
+    assert INDEX not in indexes(db, "responses")
     current = annota.invoke("server", "database", "current")
     assert "async migrations: 1 SCHEDULED" in current.stdout
     check = annota.invoke("server", "database", "check")
@@ -62,14 +62,14 @@ def test_scheduled_when_allowed_then_run_by_command(settings, engine):
 
     ran = annota.invoke("server", "database", "async-migrations", "run")
     assert ran.exit_code == 0 and f"{NAME}: FINISHED" in ran.stdout
-    assert INDEX in indexes(engine, "responses")
+    assert INDEX in indexes(db, "responses")
     assert "async migrations" not in annota.invoke("server", "database", "current").stdout
 
 
-def test_a_failed_async_migration_shows_error_and_succeeds_on_retry(annota, settings, engine):
+def test_a_failed_async_migration_shows_error_and_succeeds_on_retry(annota, settings, db):
     migrations.migrate(settings)
-    postgres = engine.dialect.name == "postgresql"
-    with engine.begin() as connection:
+    postgres = db.dialect.name == "postgresql"
+    with db.begin() as connection:
         dataset = _dataset(connection)
         insert_many(connection, "records", [
             {"fields": {"t": i}, "external_id": "dup", "dataset_id": dataset,
@@ -85,9 +85,9 @@ def test_a_failed_async_migration_shows_error_and_succeeds_on_retry(annota, sett
     assert row["status"] == "ERROR" and row["attempts"] == 1
     assert "unique" in row["error"].lower() and row["error"] in failed.stderr
     if postgres:
-        assert valid(engine, "uq_ext") is False  # what a failed concurrent build leaves
+        assert valid(db, "uq_ext") is False  # what a failed concurrent build leaves
 
-    with engine.begin() as connection:
+    with db.begin() as connection:
         connection.execute(sa.text(
             "UPDATE records SET external_id = 'fixed' WHERE external_id = 'dup' "
             "AND fields = (SELECT fields FROM records WHERE external_id = 'dup' LIMIT 1)"))
@@ -96,13 +96,13 @@ def test_a_failed_async_migration_shows_error_and_succeeds_on_retry(annota, sett
     row = listed(annota)["unique_external_ids"]
     assert (row["status"], row["attempts"], row["error"]) == ("FINISHED", 2, None)
     if postgres:
-        assert valid(engine, "uq_ext") is True  # the invalid one was dropped and rebuilt
+        assert valid(db, "uq_ext") is True  # the invalid one was dropped and rebuilt
     else:
-        assert "uq_ext" in indexes(engine, "records")
+        assert "uq_ext" in indexes(db, "records")
 
 
 def _dataset(connection: sa.Connection):  # noqa: ANN202
-    from annota.server import datasets
+    from annota.server.domain import datasets
 
     workspace = datasets.create_workspace(connection, "ws")
     return datasets.create_dataset(connection, workspace_id=workspace, name="d",
@@ -116,9 +116,8 @@ def test_unknown_async_migration(annota, settings):
     assert isinstance(Settings.from_env(annota.env), Settings)
 
 
-def test_the_settings_decide_scheduling_not_the_process_environment(settings, monkeypatch):
+def test_the_settings_decide_scheduling_not_the_process_environment(settings, monkeypatch, env):
     monkeypatch.delenv("ANNOTA_ALLOW_SCHEDULED_MIGRATIONS", raising=False)
-    scheduled = Settings.from_env({**settings.environ,
-                                   "ANNOTA_ALLOW_SCHEDULED_MIGRATIONS": "true"})
-    migrations.migrate(scheduled)
-    assert listed(Annota(scheduled.environ))[NAME]["status"] == "SCHEDULED"
+    scheduled_env = {**env, "ANNOTA_ALLOW_SCHEDULED_MIGRATIONS": "true"}
+    migrations.migrate(Settings.from_env(scheduled_env))
+    assert listed(Annota(scheduled_env))[NAME]["status"] == "SCHEDULED"

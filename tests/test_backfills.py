@@ -10,10 +10,10 @@ from collections import Counter
 import pytest
 import sqlalchemy as sa
 
-from annota.server import models as m
-from annota.server.backfills import jobs as job_states
-from annota.server.backfills.agreement import question_alphas
-from annota.server.backfills.krippendorff import alpha_nominal, percent_agreement
+from annota.server.domain import models as m
+from annota.server.domain.agreement import question_alphas
+from annota.server.domain.krippendorff import alpha_nominal, percent_agreement
+from annota.server.jobs import backfill_jobs as job_states
 from tests.backfill_tools import (
     EXPECTED_ALPHA,
     EXPECTED_PERCENT,
@@ -46,9 +46,9 @@ def test_krippendorff_alpha_on_known_examples():
     assert percent_agreement(Counter("a")) is None
 
 
-def test_migration_registers_jobs_and_backfills_compute_the_fixture(annota, settings, engine):
-    ids = legacy_database(settings, engine)
-    with engine.connect() as connection:
+def test_migration_registers_jobs_and_backfills_compute_the_fixture(annota, settings, db):
+    ids = legacy_database(settings, db)
+    with db.connect() as connection:
         registered = connection.execute(sa.select(JOBS.c.name, JOBS.c.status)).all()
     assert sorted(registered) == sorted(
         [("agreement", "PENDING")] * 2 + [("record-status", "PENDING")] * 2)
@@ -60,12 +60,12 @@ def test_migration_registers_jobs_and_backfills_compute_the_fixture(annota, sett
                                "--batch-size", "2")
         assert result.exit_code == 0, result.output
         assert f"{name}: queued 2, skipped 0" in result.stdout
-    assert statuses(engine, ids["overlap-1"]) == EXPECTED_STATUS_1
-    assert statuses(engine, ids["overlap-2"]) == EXPECTED_STATUS_2
+    assert statuses(db, ids["overlap-1"]) == EXPECTED_STATUS_1
+    assert statuses(db, ids["overlap-2"]) == EXPECTED_STATUS_2
 
     agreements = m.RecordAgreement.__table__
     records = m.Record.__table__
-    with engine.connect() as connection:
+    with db.connect() as connection:
         got = dict(connection.execute(
             sa.select(records.c.external_id, agreements.c.percent_agreement)
             .join(records, records.c.id == agreements.c.record_id)
@@ -83,21 +83,21 @@ def test_migration_registers_jobs_and_backfills_compute_the_fixture(annota, sett
     assert all(j["processed"] == j["total"] for j in data["jobs"])
 
 
-def test_new_writes_keep_derived_data_current(settings, engine):
-    from annota.server import datasets
+def test_new_writes_keep_derived_data_current(settings, db, env):
+    from annota.server.domain import datasets
 
-    ids = legacy_database(settings, engine)
-    annota = Annota(settings.environ)
+    ids = legacy_database(settings, db)
+    annota = Annota(env)
     annota.invoke("server", "database", "backfills", "run", "agreement", "--all")
-    with engine.begin() as connection:
+    with db.begin() as connection:
         users = connection.execute(sa.select(m.User.id).order_by(m.User.username)).scalars().all()
         new = datasets.import_records(connection, ids["overlap-1"], [{
             "fields": {"text": "new"}, "external_id": "n1",
             "responses": [{"user_id": users[0], "values": {"label": {"value": "a"}}},
                           {"user_id": users[1], "values": {"label": {"value": "b"}}}],
         }])
-    assert statuses(engine, ids["overlap-1"])["n1"] == "completed"
-    with engine.connect() as connection:
+    assert statuses(db, ids["overlap-1"])["n1"] == "completed"
+    with db.connect() as connection:
         row = connection.execute(sa.select(m.RecordAgreement.percent_agreement)
                                  .where(m.RecordAgreement.record_id == new[0])).scalar_one()
         alphas = question_alphas(connection, ids["overlap-1"])
@@ -107,20 +107,20 @@ def test_new_writes_keep_derived_data_current(settings, engine):
 
 
 def test_limit_skip_and_force_accounting(sqlite_annota, tmp_path):
-    from annota.server.database import create_engine
-    from annota.server.settings import Settings
+    from annota.config import Settings
+    from annota.server.db import open_database
 
     settings = Settings.from_env(sqlite_annota.env)
-    engine = create_engine(settings.database_url)
-    legacy_database(settings, engine)
-    with engine.begin() as connection:  # a third dataset, created after the migration
-        from annota.server import datasets
+    db = open_database(settings.database_url)
+    legacy_database(settings, db)
+    with db.begin() as connection:  # a third dataset, created after the migration
+        from annota.server.domain import datasets
 
         workspace = connection.execute(sa.select(m.Workspace.id)).scalar_one()
         datasets.create_dataset(connection, workspace_id=workspace, name="later",
                                 fields=[{"name": "text", "type": "text"}],
                                 questions=[{"name": "label", "type": "label_selection"}])
-    engine.dispose()
+    db.dispose()
 
     def run(*args: str) -> dict:
         result = sqlite_annota.invoke("server", "database", "backfills", "run",
@@ -140,72 +140,72 @@ def test_limit_skip_and_force_accounting(sqlite_annota, tmp_path):
     assert unknown.exit_code == 11 and "no backfill named 'nope'" in unknown.stderr
 
 
-def _job(engine, dataset_id, name: str = "record-status"):  # noqa: ANN001, ANN202
-    with engine.connect() as connection:
+def _job(db, dataset_id, name: str = "record-status"):  # noqa: ANN001, ANN202
+    with db.connect() as connection:
         return connection.execute(sa.select(JOBS).where(
             JOBS.c.dataset_id == dataset_id, JOBS.c.name == name)).one()
 
 
-def test_cancel_between_batches_then_resume_gives_the_same_result(settings, engine):
-    ids = legacy_database(settings, engine, extra_records=200)
+def test_cancel_between_batches_then_resume_gives_the_same_result(settings, db, env):
+    ids = legacy_database(settings, db, extra_records=200)
     dataset = ids["overlap-1"]
-    with engine.begin() as connection:
+    with db.begin() as connection:
         (job_id,) = job_states.queue_jobs(connection, "record-status",
                                           dataset_id=str(dataset)).queued
-    worker = threading.Thread(target=job_states.run_job, args=(engine, job_id),
+    worker = threading.Thread(target=job_states.run_job, args=(db, job_id),
                               kwargs={"batch_size": 5})
     worker.start()
-    while _job(engine, dataset).processed < 50:
+    while _job(db, dataset).processed < 50:
         time.sleep(0.01)
-    annota = Annota(settings.environ)
+    annota = Annota(env)
     assert annota.invoke("server", "database", "backfills", "cancel", "record-status",
                          "--dataset-id", str(dataset)).stdout.startswith("Canceled 1")
     worker.join(timeout=60)
-    stopped = _job(engine, dataset)
+    stopped = _job(db, dataset)
     assert stopped.status == "CANCELED" and 0 < stopped.processed < stopped.total
     assert stopped.cursor is not None
 
     result = annota.invoke("server", "database", "backfills", "run", "record-status",
                            "--dataset-id", str(dataset), "--batch-size", "50")
     assert result.exit_code == 0, result.output
-    resumed = _job(engine, dataset)
+    resumed = _job(db, dataset)
     assert (resumed.status, resumed.processed, resumed.attempts) == (
         "COMPLETED", resumed.total, 2)
-    assert statuses(engine, dataset) == expected_statuses(engine, dataset, 1)
+    assert statuses(db, dataset) == expected_statuses(db, dataset, 1)
 
 
-def test_a_failed_job_records_its_error_and_is_retried(settings, engine):
-    ids = legacy_database(settings, engine)
+def test_a_failed_job_records_its_error_and_is_retried(settings, db, env):
+    ids = legacy_database(settings, db)
     dataset = ids["overlap-2"]
     datasets_table = m.Dataset.__table__
-    with engine.begin() as connection:
+    with db.begin() as connection:
         connection.execute(sa.update(datasets_table).where(datasets_table.c.id == dataset)
                            .values(distribution={"min_submitted": "two"}))
-    annota = Annota(settings.environ)
+    annota = Annota(env)
     failed = annota.invoke("server", "database", "backfills", "run", "record-status",
                            "--dataset-id", str(dataset))
     assert failed.exit_code == 4
-    job = _job(engine, dataset)
+    job = _job(db, dataset)
     assert job.status == "FAILED" and "ValueError" in job.last_error
     listed = json.loads(annota.invoke("server", "database", "backfills", "list",
                                       "--status", "failed", "--json").stdout)
     assert [j["dataset_id"] for j in listed] == [str(dataset)]
     assert annota.invoke("server", "database", "backfills", "status").exit_code == 4
 
-    with engine.begin() as connection:
+    with db.begin() as connection:
         connection.execute(sa.update(datasets_table).where(datasets_table.c.id == dataset)
                            .values(distribution={"strategy": "overlap", "min_submitted": 2}))
     retried = annota.invoke("server", "database", "backfills", "run", "record-status",
                             "--dataset-id", str(dataset))
     assert retried.exit_code == 0, retried.output
-    job = _job(engine, dataset)
+    job = _job(db, dataset)
     assert (job.status, job.attempts, job.last_error) == ("COMPLETED", 2, None)
-    assert statuses(engine, dataset) == EXPECTED_STATUS_2
+    assert statuses(db, dataset) == EXPECTED_STATUS_2
 
 
-def test_only_legal_transitions(settings, engine):
-    ids = legacy_database(settings, engine)
-    with engine.begin() as connection:
+def test_only_legal_transitions(settings, db):
+    ids = legacy_database(settings, db)
+    with db.begin() as connection:
         job = JOBS.c.dataset_id == ids["overlap-1"]
         assert job_states.transition(connection, job, "RUNNING") == 0  # PENDING -/-> RUNNING
         assert job_states.transition(connection, job, "COMPLETED") == 0

@@ -11,9 +11,9 @@ import pytest
 import sqlalchemy as sa
 
 from annota.cli import cli
-from annota.server import migrations
-from annota.server.revisions import history
-from annota.server.settings import Settings
+from annota.config import Settings
+from annota.server.schema import migrate as migrations
+from annota.server.schema.history import history
 from tests.conftest import Annota, make_env, sqlalchemy_url
 
 HEAD = history().head
@@ -76,10 +76,10 @@ def test_current_reports_each_state(annota):
 
 
 def stamp_unknown_revision(annota: Annota) -> None:
-    engine = sa.create_engine(sqlalchemy_url(annota.env["ANNOTA_DATABASE_URL"]))
-    with engine.begin() as connection:
+    db = sa.create_engine(sqlalchemy_url(annota.env["ANNOTA_DATABASE_URL"]))
+    with db.begin() as connection:
         connection.execute(sa.text("UPDATE alembic_version SET version_num = 'ffffffffffff'"))
-    engine.dispose()
+    db.dispose()
 
 
 def test_check_exit_codes_and_a_schema_from_the_future(annota):
@@ -152,16 +152,16 @@ def test_unknown_release_lists_the_known_ones(annota):
 
 def test_sqlite_downgrade_is_backed_up_first(sqlite_annota):
     sqlite_annota.invoke("server", "database", "migrate")
-    db = Path(Settings.from_env(sqlite_annota.env).database_url.sqlite_path)
+    db_file = Path(Settings.from_env(sqlite_annota.env).database_url.sqlite_path)
     result = sqlite_annota.invoke("server", "database", "migrate", "-r", "1.7", "--yes")
-    backups = list(db.parent.glob("annota.db.*.bak"))
+    backups = list(db_file.parent.glob("annota.db.*.bak"))
     assert len(backups) == 1 and str(backups[0]) in result.stdout
     with sqlite3.connect(backups[0]) as copy:  # the copy is the database before the downgrade
         assert copy.execute("SELECT version_num FROM alembic_version").fetchone()[0] == (
             HEAD.revision
         )
     sqlite_annota.invoke("server", "database", "migrate", "-r", "1.5", "--yes", "--no-backup")
-    assert len(list(db.parent.glob("annota.db.*.bak"))) == 1
+    assert len(list(db_file.parent.glob("annota.db.*.bak"))) == 1
 
 
 def test_sql_is_printed_not_run_on_postgresql(pg_annota):
@@ -228,19 +228,19 @@ def test_traceback_flag_shows_the_exception(tmp_path):
 
 
 def test_a_held_migration_lock_times_out_with_a_clear_message(annota):
-    from annota.server.database import connect, create_engine
-    from annota.server.locks import migration_lock
+    from annota.server.db import connect, dialect_for, open_database
 
     settings = Settings.from_env(annota.env)
     url = settings.database_url
     if url.sqlite_path:
         url.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url)
+    db = open_database(url)
     try:
-        with connect(engine, url) as connection, migration_lock(url, connection, timeout=5):
+        with connect(db, url) as connection, dialect_for(url).migration_lock(
+                url, connection, timeout=5):
             result = annota.invoke("server", "database", "migrate", "--lock-timeout", "1")
     finally:
-        engine.dispose()
+        db.dispose()
     assert result.exit_code == 6
     assert "another migration still holds" in result.stderr
     assert "waiting for its lock" in result.stdout

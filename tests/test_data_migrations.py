@@ -6,7 +6,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from annota.server import migrations
+from annota.server.schema import migrate as migrations
 from tests.schema_tools import insert
 
 R_SUGGESTIONS, R_STATUS = "85fb5a1c553f", "95afe52a5067"
@@ -42,16 +42,16 @@ def scalar_rows(connection, sql: str) -> list:
     return [row[0] for row in connection.execute(sa.text(sql))]
 
 
-def test_response_status_replaces_the_submitted_flag_and_back(settings, engine):
+def test_response_status_replaces_the_submitted_flag_and_back(settings, db):
     move(settings, R_SUGGESTIONS)
-    with engine.begin() as connection:
+    with db.begin() as connection:
         ids = seed_dataset(connection)
         for user, submitted in zip(ids["users"], [True, False, True], strict=True):
             insert(connection, "responses", values={"label": "a"}, submitted=submitted,
                    record_id=ids["record"], user_id=user, inserted_at=T0, updated_at=T0)
     move(settings, R_STATUS)
     order = "ORDER BY (SELECT username FROM users WHERE users.id = responses.user_id)"
-    with engine.begin() as connection:
+    with db.begin() as connection:
         assert scalar_rows(connection, f"SELECT status FROM responses {order}") == [
             "submitted", "draft", "submitted"
         ]
@@ -60,45 +60,45 @@ def test_response_status_replaces_the_submitted_flag_and_back(settings, engine):
         ), {"u": connection.execute(sa.text("SELECT id FROM users WHERE username = 'u2'"))
             .scalar_one()})
     move(settings, R_SUGGESTIONS)
-    with engine.connect() as connection:
+    with db.connect() as connection:
         # the declared loss: discarded becomes an unsubmitted draft
         assert scalar_rows(connection, f"SELECT submitted FROM responses {order}") == [
             True, False, False
         ]
 
 
-def test_distribution_is_filled_for_existing_datasets(settings, engine):
+def test_distribution_is_filled_for_existing_datasets(settings, db):
     move(settings, R_VECTORS)
-    with engine.begin() as connection:
+    with db.begin() as connection:
         seed_dataset(connection)
     move(settings, R_DISTRIBUTION)
-    with engine.connect() as connection:
+    with db.connect() as connection:
         table = sa.Table("datasets", sa.MetaData(), autoload_with=connection)
         rows = connection.execute(sa.select(table.c.distribution)).scalars().all()
     assert rows == [DISTRIBUTION]
 
 
-def test_responses_survive_their_user_and_the_downgrade_removes_only_those(settings, engine):
+def test_responses_survive_their_user_and_the_downgrade_removes_only_those(settings, db):
     move(settings, R_KEEP_RESPONSES)
-    with engine.begin() as connection:
+    with db.begin() as connection:
         ids = seed_dataset(connection, distribution=DISTRIBUTION)
         for user in ids["users"]:
             insert(connection, "responses", values={"label": "a"}, status="submitted",
                    record_id=ids["record"], user_id=user, inserted_at=T0, updated_at=T0)
-    with engine.begin() as connection:  # the app engine enforces foreign keys (SQLite too)
+    with db.begin() as connection:  # the app db enforces foreign keys (SQLite too)
         connection.execute(sa.text("DELETE FROM users WHERE username = 'u0'"))
         assert scalar_rows(connection, "SELECT COUNT(*) FROM responses") == [3]
         assert scalar_rows(connection, ORPHANS) == [1]
     move(settings, R_DISTRIBUTION)
-    with engine.connect() as connection:
+    with db.connect() as connection:
         assert scalar_rows(connection, "SELECT COUNT(*) FROM responses") == [2]
         assert scalar_rows(connection, ORPHANS) == [0]
 
 
-def test_last_activity_is_computed_from_records(settings, engine):
+def test_last_activity_is_computed_from_records(settings, db):
     move(settings, R_KEEP_RESPONSES)
     later = datetime(2024, 6, 2, 8, 30, 0)
-    with engine.begin() as connection:
+    with db.begin() as connection:
         ids = seed_dataset(connection, distribution=DISTRIBUTION)
         insert(connection, "records", fields={"text": "new"}, dataset_id=ids["dataset"],
                inserted_at=later, updated_at=later)
@@ -107,7 +107,7 @@ def test_last_activity_is_computed_from_records(settings, engine):
                        .scalar_one(), inserted_at=T0, updated_at=T0,
                        distribution=DISTRIBUTION)
     move(settings, R_LAST_ACTIVITY)
-    with engine.connect() as connection:
+    with db.connect() as connection:
         table = sa.Table("datasets", sa.MetaData(), autoload_with=connection)
         got = dict(connection.execute(sa.select(table.c.name, table.c.last_activity_at)).all())
     assert got == {"ds": later, "empty": T0}

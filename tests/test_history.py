@@ -6,8 +6,8 @@ import pytest
 from alembic.script import ScriptDirectory
 
 from annota.errors import AnnotaError, UnknownRevisionError
-from annota.server.migrations import _alembic_config
-from annota.server.revisions import History, history
+from annota.server.schema.history import History, history
+from annota.server.schema.migrate import _alembic_config
 
 
 def test_alembic_sees_the_same_linear_history_with_one_head():

@@ -13,9 +13,9 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from annota.server import migrations
-from annota.server.models import Base
-from annota.server.revisions import history
+from annota.server.domain.models import Base
+from annota.server.schema import migrate as migrations
+from annota.server.schema.history import history
 from tests.schema_tools import seed_generation, snapshot
 
 
@@ -26,9 +26,9 @@ def move(settings, target: str | None) -> None:
 OPERATIONAL = {"backfill_jobs", "async_migrations"}
 
 
-def step_and_check(settings, engine, target: str | None) -> None:
+def step_and_check(settings, db, target: str | None) -> None:
     hist = history()
-    with engine.connect() as connection:
+    with db.connect() as connection:
         before = snapshot(connection)
     current = migrations.status(settings).current
     plan = hist.plan(current, target)
@@ -36,7 +36,7 @@ def step_and_check(settings, engine, target: str | None) -> None:
     step = plan.steps[0]
     move(settings, target)
     assert migrations.status(settings).current == target
-    with engine.connect() as connection:
+    with db.connect() as connection:
         after = snapshot(connection)
     if step.loses_data:
         return
@@ -51,16 +51,16 @@ def step_and_check(settings, engine, target: str | None) -> None:
             assert kept == {c: row[c] for c in kept}, f"{what} changed {table} row {row_id}"
 
 
-def test_every_revision_round_trips_with_data(settings, engine):
+def test_every_revision_round_trips_with_data(settings, db):
     revisions = history().revisions
     for generation, revision in enumerate(revisions):
-        step_and_check(settings, engine, revision.revision)
-        with engine.begin() as connection:
+        step_and_check(settings, db, revision.revision)
+        with db.begin() as connection:
             seed_generation(connection, generation)
-        step_and_check(settings, engine, revision.down_revision)
-        step_and_check(settings, engine, revision.revision)
+        step_and_check(settings, db, revision.down_revision)
+        step_and_check(settings, db, revision.revision)
 
-    with engine.connect() as connection:
+    with db.connect() as connection:
         at_head = snapshot(connection)
     # every release's rows reach head, except those seeded right before the round trip of
     # the revision that creates their table (its downgrade drops the table, as declared)
@@ -69,23 +69,23 @@ def test_every_revision_round_trips_with_data(settings, engine):
     assert len(at_head["vectors"]) == 2 * (len(revisions) - creates_vectors)
 
     for revision in reversed(revisions):
-        step_and_check(settings, engine, revision.down_revision)
-    with engine.connect() as connection:
+        step_and_check(settings, db, revision.down_revision)
+    with db.connect() as connection:
         assert snapshot(connection) == {}
     for revision in revisions:
-        step_and_check(settings, engine, revision.revision)
+        step_and_check(settings, db, revision.revision)
 
 
-def test_models_match_the_migrated_schema(settings, engine):
+def test_models_match_the_migrated_schema(settings, db):
     move(settings, "head")
-    with engine.connect() as connection:
+    with db.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         diff = compare_metadata(context, Base.metadata)
     assert diff == []
 
 
-def test_the_version_table_is_the_only_other_table(settings, engine):
+def test_the_version_table_is_the_only_other_table(settings, db):
     move(settings, "head")
-    with engine.connect() as connection:
+    with db.connect() as connection:
         names = set(sa.inspect(connection).get_table_names())
     assert names - set(Base.metadata.tables) == {"alembic_version"}

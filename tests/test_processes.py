@@ -13,9 +13,9 @@ import pexpect
 import pytest
 import sqlalchemy as sa
 
-from annota.server import migrations
-from annota.server.revisions import history
-from annota.server.settings import Settings
+from annota.config import Settings
+from annota.server.schema import migrate as migrations
+from annota.server.schema.history import history
 from tests.conftest import Annota, make_env, sqlalchemy_url
 
 HEAD = history().head.revision
@@ -90,13 +90,13 @@ def test_two_concurrent_migrations_end_at_head(annota):
 
 def bulk_responses(annota: Annota, users: int, records: int) -> int:
     """Fill the 1.1 schema with users x records responses, fast, in SQL."""
-    engine = sa.create_engine(sqlalchemy_url(annota.env["ANNOTA_DATABASE_URL"]))
-    sqlite = engine.dialect.name == "sqlite"
+    db = sa.create_engine(sqlalchemy_url(annota.env["ANNOTA_DATABASE_URL"]))
+    sqlite = db.dialect.name == "sqlite"
     new_id = "lower(hex(randomblob(16)))" if sqlite else "gen_random_uuid()"
     now = "'2024-01-01 00:00:00'"
     series = ("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {}) "
               "SELECT {} FROM n") if sqlite else "SELECT {1} FROM generate_series(1, {0}) AS n(i)"
-    with engine.begin() as connection:
+    with db.begin() as connection:
         run = connection.exec_driver_sql
         run("INSERT INTO workspaces (id, name, inserted_at, updated_at) "
             f"VALUES ({new_id}, 'ws', {now}, {now})")
@@ -112,7 +112,7 @@ def bulk_responses(annota: Annota, users: int, records: int) -> int:
             f" updated_at) SELECT {new_id}, '{{\"label\": \"a\"}}', true, r.id, u.id, {now},"
             f" {now} FROM records r CROSS JOIN users u")
         count = connection.exec_driver_sql("SELECT COUNT(*) FROM responses").scalar_one()
-    engine.dispose()
+    db.dispose()
     return count
 
 
@@ -134,11 +134,11 @@ def test_a_migration_killed_mid_way_is_completed_by_a_rerun(annota):
     rerun = annota.run("server", "database", "migrate", timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert current_of(annota) == HEAD
-    engine = sa.create_engine(sqlalchemy_url(annota.env["ANNOTA_DATABASE_URL"]))
-    with engine.connect() as connection:
+    db = sa.create_engine(sqlalchemy_url(annota.env["ANNOTA_DATABASE_URL"]))
+    with db.connect() as connection:
         statuses = connection.exec_driver_sql(
             "SELECT status, COUNT(*) FROM responses GROUP BY status").all()
-    engine.dispose()
+    db.dispose()
     assert statuses == [("submitted", count)]
 
 

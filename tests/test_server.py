@@ -8,8 +8,8 @@ import time
 import httpx
 import pytest
 
-from annota.server import migrations
-from annota.server.settings import Settings
+from annota.config import Settings
+from annota.server.schema import migrate as migrations
 from tests.conftest import Annota, make_env
 from tests.server_tools import annota_server, free_port, stop, wait_until_answering
 

@@ -12,7 +12,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from annota.server import models as m
+from annota.server.domain import models as m
 from tests.backfill_tools import expected_statuses, legacy_database, statuses
 from tests.conftest import Annota
 
@@ -55,8 +55,8 @@ def stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
     process.wait(timeout=60)
 
 
-def job_rows(engine: sa.Engine, name: str = "record-status") -> list:
-    with engine.connect() as connection:
+def job_rows(db: sa.Engine, name: str = "record-status") -> list:
+    with db.connect() as connection:
         return connection.execute(sa.select(JOBS).where(JOBS.c.name == name)).all()
 
 
@@ -71,13 +71,13 @@ def wait_for(predicate, timeout: float = 120, what: str = "condition"):  # noqa:
 
 
 @pytest.fixture
-def rq_env(settings, redis_url) -> dict[str, str]:
-    return {**settings.environ, "ANNOTA_REDIS_URL": redis_url,
+def rq_env(settings, redis_url, env) -> dict[str, str]:
+    return {**env, "ANNOTA_REDIS_URL": redis_url,
             "ANNOTA_BACKFILL_STALE_SECONDS": "2"}
 
 
-def test_a_worker_killed_mid_job_is_resumed_with_identical_results(settings, engine, rq_env):
-    ids = legacy_database(settings, engine, extra_records=3000)
+def test_a_worker_killed_mid_job_is_resumed_with_identical_results(settings, db, rq_env):
+    ids = legacy_database(settings, db, extra_records=3000)
     dataset = ids["overlap-1"]
     annota = Annota(rq_env)
     worker = start_worker(rq_env)
@@ -86,12 +86,12 @@ def test_a_worker_killed_mid_job_is_resumed_with_identical_results(settings, eng
                             "--dataset-id", str(dataset), "--batch-size", "20", "--no-wait")
         assert queued.returncode == 0, queued.stderr
         assert "(rq)" in queued.stdout
-        wait_for(lambda: [j for j in job_rows(engine) if j.dataset_id == dataset
+        wait_for(lambda: [j for j in job_rows(db) if j.dataset_id == dataset
                           and j.status == "RUNNING" and j.processed >= 200],
                  what="the job to be half done")
     finally:
         stop(worker, signal.SIGKILL)
-    (killed,) = [j for j in job_rows(engine) if j.dataset_id == dataset]
+    (killed,) = [j for j in job_rows(db) if j.dataset_id == dataset]
     assert killed.status == "RUNNING" and killed.processed < killed.total
 
     time.sleep(2.5)  # its heartbeat goes stale
@@ -102,21 +102,21 @@ def test_a_worker_killed_mid_job_is_resumed_with_identical_results(settings, eng
         assert again.returncode == 0, again.stderr
     finally:
         stop(worker)
-    (done,) = [j for j in job_rows(engine) if j.dataset_id == dataset]
+    (done,) = [j for j in job_rows(db) if j.dataset_id == dataset]
     assert (done.status, done.attempts, done.processed) == ("COMPLETED", 2, done.total)
-    assert statuses(engine, dataset) == expected_statuses(engine, dataset, 1)
+    assert statuses(db, dataset) == expected_statuses(db, dataset, 1)
 
 
 def test_two_workers_never_process_the_same_job(postgres_url, tmp_path, redis_url):
-    from annota.server.database import create_engine
-    from annota.server.settings import Settings
+    from annota.config import Settings
+    from annota.server.db import open_database
     from tests.conftest import make_env
 
     env = {**make_env(tmp_path, postgres_url), "ANNOTA_REDIS_URL": redis_url}
     settings = Settings.from_env(env)
-    engine = create_engine(settings.database_url)
+    db = open_database(settings.database_url)
     try:
-        legacy_database(settings, engine, extra_records=500)
+        legacy_database(settings, db, extra_records=500)
         annota = Annota(env)
         worker = start_worker(env, workers=2)
         try:
@@ -130,18 +130,18 @@ def test_two_workers_never_process_the_same_job(postgres_url, tmp_path, redis_ur
                      what="every job to complete")
         finally:
             stop(worker)
-        rows = job_rows(engine) + job_rows(engine, "agreement")
+        rows = job_rows(db) + job_rows(db, "agreement")
         assert len(rows) == 4
         assert all((r.status, r.attempts, r.processed) == ("COMPLETED", 1, r.total)
                    for r in rows), rows
     finally:
-        engine.dispose()
+        db.dispose()
 
 
-def test_worker_needs_redis(settings):
-    result = Annota(settings.environ).run("server", "worker")
+def test_worker_needs_redis(settings, env):
+    result = Annota(env).run("server", "worker")
     assert result.returncode == 2 and "ANNOTA_REDIS_URL" in result.stderr
-    unreachable = Annota({**settings.environ, "ANNOTA_REDIS_URL": "redis://:pw-s3cret@127.0.0.1:1/0"})
+    unreachable = Annota({**env, "ANNOTA_REDIS_URL": "redis://:pw-s3cret@127.0.0.1:1/0"})
     result = unreachable.run("server", "worker")
     assert result.returncode == 5 and "cannot reach Redis" in result.stderr
     assert "pw-s3cret" not in result.stderr

@@ -1,6 +1,6 @@
 """Alembic environment for annota.
 
-annota drives Alembic from ``annota.server.migrations``: online runs get an open
+annota drives Alembic from ``annota.server.schema.migrate``: online runs get an open
 connection (already holding the migration lock) in ``config.attributes["connection"]``;
 offline runs (``migrate --sql``) get a URL in ``config.attributes["url"]``.
 Each revision runs in its own transaction, on SQLite too, so an interrupted migration
@@ -8,6 +8,8 @@ stops at the last completed revision and a rerun finishes the job.
 """
 
 from alembic import context
+
+from annota.server.db import dialect_named
 
 config = context.config
 common = {
@@ -27,11 +29,10 @@ if context.is_offline_mode():
         context.run_migrations()
 else:
     connection = config.attributes["connection"]
-    is_sqlite = connection.dialect.name == "sqlite"
     context.configure(
         connection=connection,
-        render_as_batch=is_sqlite,
-        # annota's SQLite engine issues BEGIN itself, so DDL there is transactional too
+        render_as_batch=dialect_named(connection.dialect.name).render_as_batch,
+        # annota's SQLite dialect issues BEGIN itself, so DDL there is transactional too
         transactional_ddl=True,
         on_version_apply=config.attributes.get("on_version_apply", []),
         **common,

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from annota.server.db import Dialect, dialect_named
+
 
 def id_column() -> sa.Column:
     return sa.Column("id", sa.Uuid(), nullable=False)
@@ -40,18 +42,21 @@ def create_dataset_settings_table(op, table: str, *columns: sa.Column) -> None: 
     op.create_index(f"ix_{table}_dataset_id", table, ["dataset_id"])
 
 
-def is_postgresql(op) -> bool:  # noqa: ANN001 - alembic's op proxy
+def dialect(op) -> Dialect:  # noqa: ANN001 - alembic's op proxy
     # the migration context knows its dialect in online and offline (--sql) mode alike
-    return op.get_context().dialect.name == "postgresql"
+    return dialect_named(op.get_context().dialect.name)
+
+
+def is_postgresql(op) -> bool:  # noqa: ANN001
+    """Release 2.0 moved documents to JSONB, which only PostgreSQL has (a frozen revision
+    asks this; new code asks the dialect object)."""
+    return dialect(op).name == "postgresql"
 
 
 def register_backfill_jobs(op, name: str, version: int) -> None:  # noqa: ANN001
     """One PENDING job of backfill ``name`` per existing dataset, in the migration's own
     transaction, so no legacy dataset silently misses the derived data."""
-    if is_postgresql(op):
-        new_id, now = "gen_random_uuid()", "(CURRENT_TIMESTAMP AT TIME ZONE 'UTC')"
-    else:
-        new_id, now = "lower(hex(randomblob(16)))", "CURRENT_TIMESTAMP"
+    new_id, now = dialect(op).new_uuid_sql(), dialect(op).utc_now_sql()
     op.execute(
         "INSERT INTO backfill_jobs (id, name, version, dataset_id, status, processed, attempts, "
         f"inserted_at, updated_at) SELECT {new_id}, '{name}', {version}, id, 'PENDING', 0, 0, "

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+from annota.config import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print JSON on stdout (messages go to stderr)."
@@ -26,7 +31,18 @@ def echo_table(headers: list[str], rows: list[list[str]], indent: str = "  ") ->
         click.echo((indent + "  ".join(cells)).rstrip())
 
 
-def settings():  # noqa: ANN201 - annota.server.settings.Settings
-    from annota.server.settings import Settings
+def settings() -> Settings:
+    """This process's settings, read from the environment once per command line and
+    validated at once (a malformed one is exit 2, naming the variable)."""
+    root = click.get_current_context().find_root()
+    if not isinstance(root.obj, Settings):
+        root.obj = Settings.from_env()
+    return root.obj
 
-    return Settings.from_env()
+
+def open_database() -> tuple[Settings, Engine]:
+    """The settings, and a SQLAlchemy engine on their database (dispose it when done)."""
+    from annota.server import db
+
+    config = settings()
+    return config, db.open_database(config.database_url)

@@ -9,10 +9,19 @@ from pathlib import Path
 import click
 
 from annota.commands.common import echo_json, echo_table, json_option, settings, yes_option
-from annota.errors import AbortedError, AnnotaError, ConfirmationRequiredError
+from annota.errors import (
+    AbortedError,
+    AnnotaError,
+    ConfirmationRequiredError,
+    DatabaseUnreachableError,
+    SchemaAheadError,
+    SchemaNotReadyError,
+)
 
 # exit codes of `check`, for deploy scripts and container init steps
-EXIT_UP_TO_DATE, EXIT_BEHIND, EXIT_AHEAD, EXIT_UNREACHABLE = 0, 3, 4, 5
+EXIT_UP_TO_DATE = 0
+EXIT_BEHIND, EXIT_AHEAD = SchemaNotReadyError.exit_code, SchemaAheadError.exit_code
+EXIT_UNREACHABLE = DatabaseUnreachableError.exit_code
 
 
 @click.group()
@@ -42,8 +51,8 @@ def revisions(as_json: bool) -> None:
       annota server database revisions
       annota server database revisions --json | jq '.releases'
     """
-    from annota.server import migrations
-    from annota.server.revisions import history
+    from annota.server.schema import migrate as migrations
+    from annota.server.schema.history import history
 
     hist = history()
     config = settings()
@@ -108,7 +117,7 @@ def current(as_json: bool) -> None:
     Example:
       annota server database current --json
     """
-    from annota.server import migrations
+    from annota.server.schema import migrate as migrations
 
     state = migrations.status(settings())
     if as_json:
@@ -144,8 +153,7 @@ def check(wait_seconds: float) -> None:
     Example:
       annota server database check --wait 60 && annota server start
     """
-    from annota.errors import DatabaseUnreachableError
-    from annota.server import migrations
+    from annota.server.schema import migrate as migrations
 
     config = settings()
     deadline = time.monotonic() + wait_seconds
@@ -262,8 +270,8 @@ def migrate(
       annota server database migrate --revision 1.7 --yes
       annota server database migrate --revision head --sql > upgrade.sql
     """
-    from annota.server import migrations
-    from annota.server.revisions import history
+    from annota.server.schema import migrate as migrations
+    from annota.server.schema.history import history
 
     config = settings()
     if sql:

@@ -7,17 +7,12 @@ from datetime import datetime
 
 import click
 
-from annota.commands.common import echo_json, echo_table, json_option, settings
+from annota.commands.common import echo_json, echo_table, json_option, open_database, settings
+from annota.errors import BackfillsFailedError, BackfillsUnfinishedError
 
 # exit codes of `backfills status` (and `run` when it waits), for deploy scripts
-EXIT_DONE, EXIT_UNFINISHED, EXIT_FAILED = 0, 3, 4
-
-
-def _db():  # noqa: ANN202
-    from annota.server.database import create_engine
-
-    config = settings()
-    return config, create_engine(config.database_url)
+EXIT_DONE = 0
+EXIT_UNFINISHED, EXIT_FAILED = BackfillsUnfinishedError.exit_code, BackfillsFailedError.exit_code
 
 
 @click.group()
@@ -46,9 +41,9 @@ def list_jobs(status_: str | None, name: str | None, as_json: bool) -> None:
     Example:
       annota server database backfills list --status FAILED
     """
-    from annota.server.backfills.jobs import jobs
+    from annota.server.jobs.backfill_jobs import jobs
 
-    _, db = _db()
+    _, db = open_database()
     with db.connect() as connection:
         rows = jobs(connection, name=name, status=status_)
     db.dispose()
@@ -120,7 +115,7 @@ def run(name: str, dataset_id: str | None, limit: int | None, all_: bool, batch_
       annota server database backfills run record-status --all
       annota server database backfills run agreement --limit 10
     """
-    from annota.server.backfills import runner
+    from annota.server.jobs import runner
 
     if sum(map(bool, (dataset_id, limit, all_))) != 1:
         raise click.UsageError("give exactly one of --dataset-id, --limit N, --all")
@@ -165,10 +160,10 @@ def status(name: str | None, dataset_id: str | None, as_json: bool) -> None:
     Example:
       until annota server database backfills status; do sleep 10; done
     """
-    from annota.server.backfills import BACKFILLS
-    from annota.server.backfills.jobs import STATUSES, ensure_jobs, jobs
+    from annota.server.jobs.backfill_jobs import STATUSES, ensure_jobs, jobs
+    from annota.server.jobs.backfills import BACKFILLS
 
-    _, db = _db()
+    _, db = open_database()
     with db.begin() as connection:
         for each in [name] if name else list(BACKFILLS):
             ensure_jobs(connection, each)
@@ -199,9 +194,9 @@ def cancel(name: str | None, dataset_id: str | None) -> None:
     Example:
       annota server database backfills cancel agreement
     """
-    from annota.server.backfills.jobs import cancel as cancel_jobs
+    from annota.server.jobs.backfill_jobs import cancel as cancel_jobs
 
-    _, db = _db()
+    _, db = open_database()
     with db.begin() as connection:
         count = cancel_jobs(connection, name, dataset_id)
     db.dispose()
@@ -230,9 +225,9 @@ def list_async(as_json: bool) -> None:
     Example:
       annota server database async-migrations list --json
     """
-    from annota.server.async_migrations import listing
+    from annota.server.schema.async_migrations import listing
 
-    _, db = _db()
+    _, db = open_database()
     with db.connect() as connection:
         rows = listing(connection)
     db.dispose()
@@ -257,9 +252,9 @@ def run_async(name: str | None) -> None:
     Example:
       annota server database async-migrations run responses_record_id_status_index
     """
-    from annota.server import async_migrations as am
+    from annota.server.schema import async_migrations as am
 
-    _, db = _db()
+    _, db = open_database()
     try:
         rows = am.run(db, name)
     finally:
@@ -281,6 +276,6 @@ def worker(workers: int, burst: bool) -> None:
     Example:
       ANNOTA_REDIS_URL=redis://localhost:6379/0 annota server worker --workers 4
     """
-    from annota.server.worker import run_workers
+    from annota.server.jobs.worker import run_workers
 
     run_workers(settings(), workers, burst=burst)

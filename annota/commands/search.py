@@ -9,8 +9,9 @@ from pathlib import Path
 import click
 
 from annota.commands.common import echo_json, echo_table, json_option, settings
+from annota.errors import IndexDriftError
 
-EXIT_DRIFT = 12
+EXIT_DRIFT = IndexDriftError.exit_code
 
 
 @click.group("search-engine")

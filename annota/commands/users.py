@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from annota.commands.common import echo_json, echo_table, json_option, settings
+from annota.commands.common import echo_json, echo_table, json_option, open_database, settings
 
 
 @click.group()
@@ -26,8 +26,8 @@ def users() -> None:
 @click.option("--password", help="The password (prompted when not given; avoid on shared "
                                   "machines: it shows in the process list).")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
-@click.option("--api-key", envvar="ANNOTA_NEW_USER_API_KEY",
-              help="Use this API key instead of generating one.")
+@click.option("--api-key", help="Use this API key instead of generating one "
+                                "(or ANNOTA_NEW_USER_API_KEY).")
 @click.option("--workspace", "workspaces", multiple=True,
               help="A workspace to join (created if missing); repeatable.")
 def create(username: str, role: str, password: str | None, password_stdin: bool,
@@ -39,22 +39,23 @@ def create(username: str, role: str, password: str | None, password_stdin: bool,
       printf '%s' "$PASSWORD" | annota server database users create \\
         --username owner --role owner --password-stdin --workspace default
     """
-    from annota.server.database import create_engine
-    from annota.server.users import create_user
+    from annota.server.domain.users import create_user
 
+    config = settings()
+    if api_key is None and config.new_user_api_key:
+        api_key = config.new_user_api_key.get_secret_value()
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     elif password is None:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True,
                                 err=True)
-    config = settings()
-    engine = create_engine(config.database_url)
+    _, db = open_database()
     try:
-        with engine.begin() as connection:
+        with db.begin() as connection:
             user = create_user(connection, username=username, role=role, password=password,
                                api_key=api_key, workspaces=workspaces)
     finally:
-        engine.dispose()
+        db.dispose()
     if not user.created:
         click.echo(f"User {username!r} already exists (role {user.role}); nothing changed.")
         return
@@ -72,16 +73,14 @@ def list_users(as_json: bool) -> None:
     Example:
       annota server database users list --json
     """
-    from annota.server.database import create_engine
-    from annota.server.users import list_users as listing
+    from annota.server.domain.users import list_users as listing
 
-    config = settings()
-    engine = create_engine(config.database_url)
+    _, db = open_database()
     try:
-        with engine.connect() as connection:
+        with db.connect() as connection:
             rows = listing(connection)
     finally:
-        engine.dispose()
+        db.dispose()
     if as_json:
         echo_json(rows)
     elif rows:

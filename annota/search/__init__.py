@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from annota.config import SearchSettings
     from annota.search.engine import SearchEngine
-    from annota.server.settings import SearchSettings
 
 
 def connect(settings: SearchSettings) -> SearchEngine:

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from annota.search.mapping import DatasetSchema
-from annota.server import models as m
+from annota.server.domain import models as m
 
 RECORDS, RESPONSES = m.Record.__table__, m.Response.__table__
 SUGGESTIONS, VECTORS = m.Suggestion.__table__, m.Vector.__table__

@@ -22,9 +22,10 @@ class ElasticsearchEngine(SearchEngine):
         s = self.settings
         return Elasticsearch(
             hosts=[s.url],
-            api_key=s.api_key,
-            basic_auth=(s.username, s.password or "") if s.username else None,
-            ca_certs=s.ca_path,
+            api_key=s.api_key.get_secret_value() if s.api_key else None,
+            basic_auth=(s.username, s.password.get_secret_value() if s.password else "")
+            if s.username else None,
+            ca_certs=str(s.ca_path) if s.ca_path else None,
             verify_certs=s.verify_certs,
             request_timeout=120,
             max_retries=2,

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from annota.config import SearchSettings
 from annota.errors import SearchEngineError, SearchEngineUnreachableError
 from annota.search.errors import describe_error, scrub
-from annota.server.settings import SearchSettings
 
 
 @dataclass(frozen=True)

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from annota.server.dburl import MASK, mask_url
-from annota.server.settings import SearchSettings
+from annota.config import SearchSettings
+from annota.urls import MASK, mask_url
 
 
 def scrub(settings: SearchSettings, exc: BaseException) -> str:
     """The first line of an exception, with every secret of ``settings`` masked."""
     lines = str(exc).strip().splitlines()
     text = mask_url(lines[0] if lines else type(exc).__name__)
-    for secret in (settings.password, settings.api_key):
-        if secret:
-            text = text.replace(secret, MASK)
+    for secret in settings.secrets:
+        text = text.replace(secret, MASK)
     return text
 
 

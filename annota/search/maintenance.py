@@ -8,11 +8,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from annota.config import Settings
 from annota.search import connect
 from annota.search.engine import EngineInfo, SearchEngine, index_pattern
 from annota.search.mapping import MAPPING_VERSION
 from annota.search.reindex import DatasetPlan, plan
-from annota.server.settings import Settings
 
 STALE_AFTER_SECONDS = 300.0
 

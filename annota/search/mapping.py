@@ -18,8 +18,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from annota import __version__
-from annota.server import models as m
-from annota.server.datasets import dataset_row
+from annota.server.domain import models as m
+from annota.server.domain.datasets import dataset_row
 
 MAPPING_VERSION = 1
 

@@ -11,7 +11,6 @@ from opensearchpy.exceptions import ConnectionError as ClientConnectionError
 from opensearchpy.exceptions import NotFoundError, TransportError
 
 from annota.errors import (
-    ConfigurationError,
     SearchEngineError,
     SearchEngineUnreachableError,
     WrongSearchEngineError,
@@ -23,16 +22,12 @@ class OpenSearchEngine(SearchEngine):
     kind, label = "opensearch", "OpenSearch"
 
     def _client(self) -> OpenSearch:
-        s = self.settings
-        if s.api_key:
-            raise ConfigurationError(
-                "OpenSearch has no API keys; set ANNOTA_ELASTICSEARCH_USERNAME and "
-                "ANNOTA_ELASTICSEARCH_PASSWORD instead of ANNOTA_ELASTICSEARCH_API_KEY"
-            )
+        s = self.settings  # an API key with OpenSearch is refused by the settings
         return OpenSearch(
             hosts=[s.url],
-            http_auth=(s.username, s.password or "") if s.username else None,
-            ca_certs=s.ca_path,
+            http_auth=(s.username, s.password.get_secret_value() if s.password else "")
+            if s.username else None,
+            ca_certs=str(s.ca_path) if s.ca_path else None,
             verify_certs=s.verify_certs,
             ssl_show_warn=s.verify_certs,
             timeout=120,

@@ -23,6 +23,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from annota.config import Settings
 from annota.search import connect
 from annota.search.documents import (
     changed_since,
@@ -33,9 +34,8 @@ from annota.search.documents import (
 )
 from annota.search.engine import SearchEngine, TooManyRequests, alias_name, new_index_name
 from annota.search.mapping import DatasetSchema, dataset_mapping, index_meta, load_schema
-from annota.server import models as m
-from annota.server.database import create_engine
-from annota.server.settings import Settings
+from annota.server.db import open_database
+from annota.server.domain import models as m
 
 CLOCK_MARGIN = timedelta(seconds=5)  # catch-up looks this far before its start (clock skew)
 MAX_RETRIES = 8
@@ -117,7 +117,7 @@ class RejectReport:
 
 
 def _dataset_ids(db: sa.Engine, wanted: list[str] | None) -> list[str]:
-    from annota.server.datasets import dataset_row
+    from annota.server.domain.datasets import dataset_row
 
     with db.connect() as connection:
         if wanted:
@@ -131,7 +131,7 @@ def plan(settings: Settings, dataset_ids: list[str] | None = None,
          engine: SearchEngine | None = None) -> list[DatasetPlan]:
     """What a reindex would do: each dataset, its record count and its current index."""
     engine = engine or connect(settings.search)
-    db = create_engine(settings.database_url)
+    db = open_database(settings.database_url)
     try:
         plans = []
         for dataset_id in _dataset_ids(db, dataset_ids):
@@ -166,7 +166,7 @@ def reindex(
     reporter.planned(plans)
     stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
     report = RejectReport(report_path or settings.home / "reindex" / f"rejected-{stamp}.jsonl")
-    db = create_engine(settings.database_url)
+    db = open_database(settings.database_url)
     summary = ReindexSummary()
     try:
         for p in plans:

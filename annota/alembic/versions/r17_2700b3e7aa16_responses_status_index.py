@@ -9,7 +9,7 @@ Revises: 4700fbf00e8f
 
 from alembic import op
 
-from annota.server.async_migrations import AsyncMigration, apply, revert
+from annota.server.schema.async_migrations import AsyncMigration, apply, revert
 
 revision = "2700b3e7aa16"
 down_revision = "4700fbf00e8f"

@@ -7,9 +7,10 @@ import signal
 import socket
 import sys
 
-from annota.errors import ConfigurationError
-from annota.server.backfills.runner import QUEUE_NAME, redis_url
-from annota.server.settings import Settings
+from annota.config import Settings
+from annota.errors import ConfigurationError, RedisUnreachableError
+from annota.server.jobs.runner import QUEUE_NAME
+from annota.urls import mask_url
 
 
 def _work(url: str, index: int, burst: bool) -> None:
@@ -24,7 +25,7 @@ def _work(url: str, index: int, burst: bool) -> None:
 
 def run_workers(settings: Settings, count: int = 1, *, burst: bool = False) -> None:
     """Run ``count`` workers until stopped (or, with ``burst``, until the queue is empty)."""
-    url = redis_url(settings)
+    url = settings.redis_url
     if not url:
         raise ConfigurationError(
             "annota server worker needs ANNOTA_REDIS_URL (e.g. redis://localhost:6379/0); "
@@ -54,9 +55,6 @@ def run_workers(settings: Settings, count: int = 1, *, burst: bool = False) -> N
 def _check_redis(url: str) -> None:
     from redis import Redis
     from redis.exceptions import RedisError
-
-    from annota.errors import RedisUnreachableError
-    from annota.server.dburl import mask_url
 
     try:
         Redis.from_url(url, socket_connect_timeout=5).ping()

@@ -10,9 +10,8 @@ import uuid
 
 import sqlalchemy as sa
 
-from annota.server.backfills.agreement import recompute_records
-from annota.server.backfills.base import RECORDS
-from annota.server.backfills.record_status import min_submitted, status_update
+from annota.server.domain.agreement import recompute_records
+from annota.server.domain.record_status import RECORDS, min_submitted, status_update
 
 
 def refresh_derived(connection: sa.Connection, dataset_id: uuid.UUID,

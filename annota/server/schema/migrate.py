@@ -6,28 +6,25 @@ Reading the state (``status``) needs neither Alembic nor, on SQLite, SQLAlchemy.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from annota import __version__
+from annota.config import Settings
 from annota.errors import (
     AnnotaError,
     ConcurrentChangeError,
     ConfirmationRequiredError,
     MigrationError,
     SchemaAheadError,
-    UnsupportedOperationError,
 )
-from annota.server import database
-from annota.server.dburl import DatabaseURL
-from annota.server.revisions import History, Plan, Step, history
-from annota.server.settings import Settings
+from annota.server import db
+from annota.server.schema.history import History, Plan, Step, history
+from annota.urls import DatabaseURL
 
-ALEMBIC_DIR = Path(__file__).resolve().parent.parent / "alembic"
+ALEMBIC_DIR = Path(__file__).resolve().parents[2] / "alembic"
 
 UP_TO_DATE, BEHIND, AHEAD, EMPTY = "up_to_date", "behind", "ahead", "empty"
 
@@ -110,7 +107,7 @@ def status_of(url: DatabaseURL, current: str | None, hist: History | None = None
 def status(settings: Settings) -> DatabaseStatus:
     """Where the database is relative to this code's head."""
     url = settings.database_url
-    state = database.read_state(url)
+    state = db.read_state(url)
     return status_of(url, state.revision, pending=state.pending)
 
 
@@ -167,7 +164,7 @@ def plan_migration(settings: Settings, target: str = "head") -> Plan:
     hist = history()
     target_rev = hist.resolve(target)
     url = settings.database_url
-    return hist.plan(_known(hist, url, database.read_revision(url)), target_rev)
+    return hist.plan(_known(hist, url, db.read_revision(url)), target_rev)
 
 
 def migrate(
@@ -189,46 +186,43 @@ def migrate(
     hist = history()
     url = settings.database_url
     target_rev = hist.resolve(target)
-    plan = hist.plan(_known(hist, url, database.read_revision(url)), target_rev)
+    plan = hist.plan(_known(hist, url, db.read_revision(url)), target_rev)
     if plan.steps:
         reporter.plan(plan, hist)
     if plan.direction == "downgrade" and not (confirm and confirm(plan)):
         raise ConfirmationRequiredError(
             "refusing to downgrade without consent; pass --yes to confirm"
         )
-    if url.sqlite_path is not None:
-        url.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-
-    engine = database.create_engine(url, foreign_keys=False)
+    dialect = db.dialect_for(url)
+    dialect.prepare(url)
+    database = db.open_database(url, foreign_keys=False)
     try:
-        with database.connect(engine, url) as connection:
-            from annota.server.locks import migration_lock
-
-            with migration_lock(
-                url, connection, timeout=lock_timeout, on_wait=reporter.waiting_for_lock
-            ):
-                current = _known(hist, url, database.revision_on(connection))
-                connection.commit()
-                if current != plan.current:
-                    confirmed, plan = plan, hist.plan(current, target_rev)
-                    if plan.direction == "downgrade" and plan != confirmed:
-                        raise ConcurrentChangeError(
-                            "the schema changed while waiting for the migration lock "
-                            f"(now at {current}); run the command again"
-                        )
-                    if plan.steps:
-                        reporter.plan(plan, hist)
-                if not plan.steps:
-                    reporter.nothing_to_do(status_of(url, current, hist))
-                    return MigrationResult(current, current, "none")
-                result = MigrationResult(current, target_rev, plan.direction)
-                if plan.direction == "downgrade" and backup and url.sqlite_path is not None:
-                    result.backup = backup_sqlite(url.sqlite_path, current)
+        with db.connect(database, url) as connection, dialect.migration_lock(
+            url, connection, timeout=lock_timeout, on_wait=reporter.waiting_for_lock
+        ):
+            current = _known(hist, url, db.revision_on(connection))
+            connection.commit()
+            if current != plan.current:
+                confirmed, plan = plan, hist.plan(current, target_rev)
+                if plan.direction == "downgrade" and plan != confirmed:
+                    raise ConcurrentChangeError(
+                        "the schema changed while waiting for the migration lock "
+                        f"(now at {current}); run the command again"
+                    )
+                if plan.steps:
+                    reporter.plan(plan, hist)
+            if not plan.steps:
+                reporter.nothing_to_do(status_of(url, current, hist))
+                return MigrationResult(current, current, "none")
+            result = MigrationResult(current, target_rev, plan.direction)
+            if plan.direction == "downgrade" and backup:
+                result.backup = dialect.backup(url, current)
+                if result.backup:
                     reporter.backup_written(result.backup)
-                _run_alembic(connection, settings, plan, result, reporter)
-                return result
+            _run_alembic(connection, settings, plan, result, reporter)
+            return result
     finally:
-        engine.dispose()
+        database.dispose()
 
 
 def _run_alembic(
@@ -253,8 +247,7 @@ def _run_alembic(
     config.attributes["connection"] = connection
     config.attributes["on_version_apply"] = [on_version_apply]
     # this migration's settings decide, not whatever the process environment says
-    config.attributes["allow_scheduled_migrations"] = settings.environ.get(
-        "ANNOTA_ALLOW_SCHEDULED_MIGRATIONS")
+    config.attributes["allow_scheduled_migrations"] = settings.allow_scheduled_migrations
     reporter.step_started(steps[0])
     try:
         if plan.direction == "upgrade":
@@ -270,7 +263,7 @@ def _run_alembic(
             last = result.steps[-1][0]
             upgraded = last.direction == "upgrade"
             done = last.revision.revision if upgraded else last.revision.down_revision
-        reason = settings.database_url.scrub(database.first_line(exc))
+        reason = settings.database_url.scrub(db.first_line(exc))
         raise MigrationError(
             f"{failed.direction} of revision {failed.revision.revision} "
             f"({failed.revision.release}) failed: {reason}; "
@@ -289,11 +282,7 @@ def _alembic_config():  # noqa: ANN202 - alembic.config.Config, imported lazily
 def migration_sql(settings: Settings, target: str = "head") -> str:
     """The SQL that ``migrate`` would run, without running it (PostgreSQL only)."""
     url = settings.database_url
-    if url.is_sqlite:
-        raise UnsupportedOperationError(
-            "--sql is not available on SQLite: its migrations rebuild tables in batch mode, "
-            "which needs the live schema; back up the file and migrate it instead"
-        )
+    db.dialect_for(url).check_offline_sql()
     plan = plan_migration(settings, target)
     if not plan.steps:
         return f"-- nothing to do: the database is already at {plan.current or 'base'}\n"
@@ -312,19 +301,3 @@ def migration_sql(settings: Settings, target: str = "head") -> str:
         command.downgrade(config, f"{start}{plan.target or 'base'}", sql=True)
     return buffer.getvalue()
 
-
-def backup_sqlite(path: Path, revision: str | None) -> Path:
-    """Copy a live SQLite database with the sqlite3 backup API; returns the copy's path."""
-    stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
-    dest = path.with_name(f"{path.name}.{stamp}-{revision or 'base'}.bak")
-    n = 1
-    while dest.exists():
-        n += 1
-        dest = path.with_name(f"{path.name}.{stamp}-{revision or 'base'}.{n}.bak")
-    source, copy = sqlite3.connect(path), sqlite3.connect(dest)
-    try:
-        source.backup(copy)
-    finally:
-        copy.close()
-        source.close()
-    return dest

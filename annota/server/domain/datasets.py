@@ -13,18 +13,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from annota.errors import AnnotaError, NotFoundError
-from annota.server import models as m
+from annota.errors import InvalidInputError, NotFoundError
+from annota.server.domain import models as m
 
 QUESTION_TYPES = ("label_selection", "multi_label_selection", "rating", "text", "ranking",
                   "span")
 METADATA_TYPES = ("terms", "integer", "float")
 FIELD_TYPES = ("text", "image", "chat", "custom")
 RESPONSE_STATUSES = ("draft", "submitted", "discarded")
-
-
-class InvalidInputError(AnnotaError):
-    """Input that does not fit the dataset's settings (the HTTP API answers 422)."""
 
 
 def _stamped(**values: Any) -> dict[str, Any]:
@@ -172,7 +168,7 @@ def import_records(
         if rows:
             connection.execute(sa.insert(table), rows)
     if tables[m.Response.__table__]:
-        from annota.server.backfills.derived import refresh_derived
+        from annota.server.domain.derived import refresh_derived
 
         refresh_derived(connection, dataset_id, ids)  # a finished backfill stays true
     return ids

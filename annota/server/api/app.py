@@ -12,81 +12,44 @@ from typing import Any
 import sqlalchemy as sa
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, model_validator
 
 from annota import __version__
+from annota.config import Settings
 from annota.errors import (
     AnnotaError,
     DatabaseUnreachableError,
+    InvalidInputError,
     NotFoundError,
     SearchEngineError,
 )
-from annota.server import datasets, migrations
-from annota.server import models as m
-from annota.server.database import create_engine
-from annota.server.datasets import InvalidInputError
-from annota.server.settings import Settings
-from annota.server.users import user_by_api_key, workspace_ids_of
+from annota.server.api.schemas import (
+    BackfillCancelIn,
+    BackfillRunIn,
+    DatasetIn,
+    RecordsIn,
+    SearchIn,
+    WorkspaceIn,
+)
+from annota.server.db import open_database
+from annota.server.domain import datasets
+from annota.server.domain import models as m
+from annota.server.domain.users import user_by_api_key, workspace_ids_of
+from annota.server.schema import migrate as migrations
 
 API = "/api/v1"
 
 
-class WorkspaceIn(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
-
-
-class DatasetIn(BaseModel):
-    workspace_id: uuid.UUID
-    name: str = Field(min_length=1, max_length=200)
-    guidelines: str | None = None
-    fields: list[dict[str, Any]] = Field(min_length=1)
-    questions: list[dict[str, Any]] = Field(default_factory=list)
-    metadata_properties: list[dict[str, Any]] = Field(default_factory=list)
-    vector_settings: list[dict[str, Any]] = Field(default_factory=list)
-    min_submitted: int = Field(default=1, ge=1)
-
-
-class RecordsIn(BaseModel):
-    records: list[dict[str, Any]] = Field(min_length=1, max_length=10_000)
-
-
-class SearchIn(BaseModel):
-    text: str | None = None
-    terms: dict[str, list[Any]] = Field(default_factory=dict)
-    ranges: dict[str, dict[str, float]] = Field(default_factory=dict)
-    limit: int = Field(default=20, ge=1, le=1000)
-
-
-class BackfillRunIn(BaseModel):
-    dataset_id: uuid.UUID | None = None
-    limit: int | None = Field(default=None, ge=1)
-    all: bool = False
-    force: bool = False
-    batch_size: int = Field(default=1000, ge=1, le=100_000)
-
-    @model_validator(mode="after")
-    def one_selection(self) -> BackfillRunIn:
-        if sum(map(bool, (self.dataset_id, self.limit, self.all))) != 1:
-            raise ValueError("give exactly one of dataset_id, limit, all")
-        return self
-
-
-class BackfillCancelIn(BaseModel):
-    name: str | None = None
-    dataset_id: uuid.UUID | None = None
-
-
 def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="annota", version=__version__)
-    db = create_engine(settings.database_url)
-    search: dict[str, Any] = {}
+    db = open_database(settings.database_url)
+    connected: dict[str, Any] = {}
 
-    def engine():  # noqa: ANN202 - connected lazily, once, then reused
-        if "engine" not in search:
+    def search_engine():  # noqa: ANN202 - connected lazily, once, then reused
+        if "search" not in connected:
             from annota.search import connect
 
-            search["engine"] = connect(settings.search)
-        return search["engine"]
+            connected["search"] = connect(settings.search)
+        return connected["search"]
 
     for error, status in ((NotFoundError, 404), (InvalidInputError, 422),
                           (SearchEngineError, 503), (DatabaseUnreachableError, 503),
@@ -128,10 +91,10 @@ def create_app(settings: Settings) -> FastAPI:
         except AnnotaError as exc:
             report["database"], ok = f"unreachable: {exc}", False
         try:
-            info = engine().info()
+            info = search_engine().info()
             report["search_engine"] = {"status": "ok", "kind": info.kind, "version": info.version}
         except AnnotaError as exc:
-            search.pop("engine", None)
+            connected.pop("search", None)
             report["search_engine"], ok = {"status": f"unreachable: {exc}"}, False
         return ok, report
 
@@ -150,7 +113,7 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get(f"{API}/info")
     def info(user: sa.Row = Depends(current_user)) -> dict[str, Any]:
         state = migrations.status(settings)
-        engine_info = engine().info()
+        engine_info = search_engine().info()
         return {"version": __version__,
                 "schema": {"revision": state.current, "release": state.current_release,
                            "state": state.state},
@@ -231,7 +194,7 @@ def create_app(settings: Settings) -> FastAPI:
         with db.begin() as connection:
             ids = datasets.import_records(connection, dataset_id, body.records)
         with db.connect() as connection:
-            indexed = index_records(engine(), connection, dataset_id, ids)
+            indexed = index_records(search_engine(), connection, dataset_id, ids)
         return {"ids": [str(i) for i in ids], "indexed": indexed}
 
     @app.post(f"{API}/datasets/{{dataset_id}}/records/search")
@@ -241,19 +204,21 @@ def create_app(settings: Settings) -> FastAPI:
 
         with db.connect() as connection:
             visible_dataset(connection, user, dataset_id)
-        hits = run_search(engine(), dataset_id, text=body.text, terms=body.terms,
+        hits = run_search(search_engine(), dataset_id, text=body.text, terms=body.terms,
                           ranges=body.ranges, limit=body.limit)
         return {"items": hits, "count": len(hits)}
 
     @app.post(f"{API}/backfills/{{name}}/run", status_code=202)
     def run_backfill(name: str, body: BackfillRunIn,
                      user: sa.Row = Depends(role("owner"))) -> dict[str, Any]:
-        from annota.server.backfills import jobs, runner
+        from annota.server.jobs import backfill_jobs as jobs
+        from annota.server.jobs import runner
 
         with db.begin() as connection:
             queued = jobs.queue_jobs(connection, name, force=body.force, limit=body.limit,
                                      dataset_id=str(body.dataset_id) if body.dataset_id
-                                     else None)
+                                     else None,
+                                     stale_seconds=settings.backfill_stale_seconds)
         if queued.queued:
             runner.start(settings, db, queued.queued, body.batch_size)
         return queued.to_dict()
@@ -262,7 +227,7 @@ def create_app(settings: Settings) -> FastAPI:
     def list_backfills(status: str | None = None, name: str | None = None,
                        dataset_id: uuid.UUID | None = None,
                        user: sa.Row = Depends(role("owner"))) -> dict[str, Any]:
-        from annota.server.backfills import jobs
+        from annota.server.jobs import backfill_jobs as jobs
 
         with db.connect() as connection:
             rows = jobs.jobs(connection, name=name, status=status,
@@ -273,7 +238,7 @@ def create_app(settings: Settings) -> FastAPI:
     @app.post(f"{API}/backfills/cancel")
     def cancel_backfills(body: BackfillCancelIn,
                          user: sa.Row = Depends(role("owner"))) -> dict[str, Any]:
-        from annota.server.backfills import jobs
+        from annota.server.jobs import backfill_jobs as jobs
 
         with db.begin() as connection:
             count = jobs.cancel(connection, body.name,

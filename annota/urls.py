@@ -1,7 +1,8 @@
-"""Database URLs: parse, validate, normalise and mask, without importing SQLAlchemy.
+"""URLs: parse, validate and mask database URLs, and mask any URL's password.
 
-Kept free of heavy imports so that read-only commands (``revisions``, ``current``)
-start fast; the engine module turns a ``DatabaseURL`` into a SQLAlchemy URL.
+At the bottom of the layers (beside ``errors``): the settings validate URLs with it, and
+every layer masks with it. Free of heavy imports so read-only commands start fast; each
+database dialect turns a ``DatabaseURL`` into its SQLAlchemy engine.
 """
 
 from __future__ import annotations
@@ -52,10 +53,6 @@ class DatabaseURL:
         return "sqlite" if self.driver == "sqlite" else "postgresql"
 
     @property
-    def is_sqlite(self) -> bool:
-        return self.backend == "sqlite"
-
-    @property
     def masked(self) -> str:
         return mask_url(self.raw)
 
@@ -71,6 +68,11 @@ class DatabaseURL:
         if self.password:
             text = text.replace(self.password, MASK)
         return text
+
+    @classmethod
+    def for_sqlite_file(cls, path: Path) -> DatabaseURL:
+        """The URL of a SQLite file, built from its path (never parsed back out of text)."""
+        return cls(f"sqlite:///{path}", "sqlite", None, path)
 
     @classmethod
     def parse(cls, raw: str, *, setting: str = "ANNOTA_DATABASE_URL") -> DatabaseURL:

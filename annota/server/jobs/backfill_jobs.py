@@ -25,9 +25,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from annota.errors import AnnotaError, NotFoundError
-from annota.server import models as m
-from annota.server.backfills import BACKFILLS
+from annota.config import DEFAULT_STALE_SECONDS
+from annota.errors import NotFoundError
+from annota.server.db import dialect_of
+from annota.server.domain import models as m
+from annota.server.domain.datasets import dataset_row
+from annota.server.jobs.backfills import BACKFILLS
 
 JOBS, DATASETS = m.BackfillJob.__table__, m.Dataset.__table__
 PENDING, QUEUED, RUNNING, COMPLETED, FAILED, CANCELED = (
@@ -44,16 +47,13 @@ TRANSITIONS = {
 UNFINISHED = (PENDING, QUEUED, RUNNING)
 
 
-class IllegalTransitionError(AnnotaError):
-    """A job was asked to move to a status it cannot reach from where it is."""
-
-
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def stale_limit() -> timedelta:
-    return timedelta(seconds=float(os.environ.get("ANNOTA_BACKFILL_STALE_SECONDS", "120")))
+def stale_before(stale_seconds: float) -> Any:
+    """Heartbeats older than this mean the job's worker died."""
+    return m.utcnow() - timedelta(seconds=stale_seconds)
 
 
 def backfill(name: str):  # noqa: ANN201
@@ -99,18 +99,18 @@ class QueueResult:
 
 
 def queue_jobs(connection: sa.Connection, name: str, *, dataset_id: str | None = None,
-               limit: int | None = None, force: bool = False) -> QueueResult:
+               limit: int | None = None, force: bool = False,
+               stale_seconds: float = DEFAULT_STALE_SECONDS) -> QueueResult:
     """Queue the jobs of backfill ``name``: one dataset, the first ``limit`` unprocessed
     datasets, or (neither) all. Completed jobs are skipped unless ``force``; FAILED and
-    CANCELED ones resume from their cursor."""
+    CANCELED ones resume from their cursor; RUNNING ones whose heartbeat is older than
+    ``stale_seconds`` are handed out again."""
     b = backfill(name)
     ensure_jobs(connection, name)
     query = (sa.select(JOBS.c.id, JOBS.c.status, JOBS.c.dataset_id, JOBS.c.heartbeat_at)
              .join(DATASETS, DATASETS.c.id == JOBS.c.dataset_id)
              .where(JOBS.c.name == name).order_by(DATASETS.c.inserted_at, DATASETS.c.id))
     if dataset_id is not None:
-        from annota.server.datasets import dataset_row
-
         query = query.where(JOBS.c.dataset_id == dataset_row(connection, dataset_id).id)
     jobs = connection.execute(query).all()
     result = QueueResult()
@@ -121,7 +121,7 @@ def queue_jobs(connection: sa.Connection, name: str, *, dataset_id: str | None =
         elif job.status in (PENDING, FAILED, CANCELED, COMPLETED):
             todo.append(job)
         elif job.status == QUEUED or (job.status == RUNNING and job.heartbeat_at is not None
-                                      and job.heartbeat_at < m.utcnow() - stale_limit()):
+                                      and job.heartbeat_at < stale_before(stale_seconds)):
             # queued already, or its worker died: hand it out again (claims are atomic)
             result.queued.append(job.id)
     if limit is not None:
@@ -137,10 +137,11 @@ def queue_jobs(connection: sa.Connection, name: str, *, dataset_id: str | None =
     return result
 
 
-def claim(connection: sa.Connection, job_id: uuid.UUID, worker: str) -> bool:
+def claim(connection: sa.Connection, job_id: uuid.UUID, worker: str,
+          stale_seconds: float = DEFAULT_STALE_SECONDS) -> bool:
     """Atomically make ``job_id`` this worker's RUNNING job: from QUEUED, or from a RUNNING
     job whose heartbeat went stale. One conditional UPDATE: two claimers cannot both win."""
-    stale = m.utcnow() - stale_limit()
+    stale = stale_before(stale_seconds)
     now = m.utcnow()
     return bool(connection.execute(
         sa.update(JOBS)
@@ -153,34 +154,35 @@ def claim(connection: sa.Connection, job_id: uuid.UUID, worker: str) -> bool:
     ).rowcount)
 
 
-def claim_next(connection: sa.Connection, worker: str, name: str | None = None) -> uuid.UUID | None:
+def claim_next(connection: sa.Connection, worker: str, name: str | None = None,
+               stale_seconds: float = DEFAULT_STALE_SECONDS) -> uuid.UUID | None:
     """The next claimable job, skipping rows another worker is claiming right now
     (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite serialises writers anyway)."""
-    stale = m.utcnow() - stale_limit()
+    stale = stale_before(stale_seconds)
     query = (sa.select(JOBS.c.id).where(sa.or_(
         JOBS.c.status == QUEUED, sa.and_(JOBS.c.status == RUNNING, JOBS.c.heartbeat_at < stale)))
         .order_by(JOBS.c.queued_at).limit(1).with_for_update(skip_locked=True))
     if name:
         query = query.where(JOBS.c.name == name)
     job_id = connection.execute(query).scalar_one_or_none()
-    return job_id if job_id is not None and claim(connection, job_id, worker) else None
+    return (job_id if job_id is not None and claim(connection, job_id, worker, stale_seconds)
+            else None)
 
 
 def run_job(db: sa.Engine, job_id: uuid.UUID, *, worker: str | None = None,
             batch_size: int = 1000, claimed: bool = False,
+            stale_seconds: float = DEFAULT_STALE_SECONDS,
             on_batch: Callable[[int, float], None] | None = None) -> str:
     """Claim (unless ``claimed``) and run one job to its end; returns its final status.
     ``on_batch(records, seconds)`` hears of each committed batch transaction."""
     worker = worker or worker_name()
     if not claimed:
         with db.begin() as connection:
-            if not claim(connection, job_id, worker):
+            if not claim(connection, job_id, worker, stale_seconds):
                 return connection.execute(
                     sa.select(JOBS.c.status).where(JOBS.c.id == job_id)).scalar_one()
     mine = sa.and_(JOBS.c.id == job_id, JOBS.c.status == RUNNING, JOBS.c.worker == worker)
-    # SQLite has one writer and no fair queue: pause between batches so that a waiting
-    # writer (a cancel, the app) gets the lock within its busy handler's 100 ms retries
-    pause = 0.15 if db.dialect.name == "sqlite" else 0.0
+    pause = dialect_of(db).batch_pause  # lets waiting writers (a cancel, the app) in
     try:
         while True:
             if pause:
@@ -244,8 +246,6 @@ def cancel(connection: sa.Connection, name: str | None = None,
         backfill(name)
         where = sa.and_(where, JOBS.c.name == name)
     if dataset_id:
-        from annota.server.datasets import dataset_row
-
         where = sa.and_(where, JOBS.c.dataset_id == dataset_row(connection, dataset_id).id)
     return transition(connection, where, CANCELED, finished_at=m.utcnow())
 
@@ -261,7 +261,5 @@ def jobs(connection: sa.Connection, *, name: str | None = None, status: str | No
     if status:
         query = query.where(JOBS.c.status == status.upper())
     if dataset_id:
-        from annota.server.datasets import dataset_row
-
         query = query.where(JOBS.c.dataset_id == dataset_row(connection, dataset_id).id)
     return [dict(row._mapping) for row in connection.execute(query)]

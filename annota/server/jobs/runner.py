@@ -3,7 +3,6 @@ Redis when ANNOTA_REDIS_URL is set."""
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Callable
@@ -11,7 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from annota.server.backfills.jobs import (
+from annota.config import Settings
+from annota.server.db import dialect_for, open_database
+from annota.server.jobs.backfill_jobs import (
     COMPLETED,
     UNFINISHED,
     QueueResult,
@@ -19,20 +20,12 @@ from annota.server.backfills.jobs import (
     queue_jobs,
     run_job,
 )
-from annota.server.database import create_engine
-from annota.server.settings import Settings
 
 QUEUE_NAME = "annota-backfills"
 
 
-def redis_url(settings: Settings) -> str | None:
-    return settings.environ.get("ANNOTA_REDIS_URL") or None
-
-
 def threads(settings: Settings) -> int:
-    if settings.database_url.is_sqlite:
-        return 1  # SQLite has one writer at a time: more threads would only wait on its lock
-    return max(1, int(settings.environ.get("ANNOTA_BACKFILL_THREADS", "2")))
+    return dialect_for(settings.database_url).backfill_threads(settings.backfill_threads)
 
 
 @dataclass
@@ -54,12 +47,12 @@ def run(settings: Settings, name: str, *, dataset_id: str | None = None,
         wait: bool = True, on_progress: Callable[[list[dict]], None] | None = None,
         poll: float = 1.0) -> RunResult:
     """Queue the jobs (see ``queue_jobs``), then run them here or hand them to RQ."""
-    db = create_engine(settings.database_url)
+    db = open_database(settings.database_url)
     try:
         with db.begin() as connection:
             queued = queue_jobs(connection, name, dataset_id=dataset_id, limit=limit,
-                                force=force)
-        result = RunResult("rq" if redis_url(settings) else "inline", queued)
+                                force=force, stale_seconds=settings.backfill_stale_seconds)
+        result = RunResult("rq" if settings.redis_url else "inline", queued)
         if not queued.queued:
             return result
         pool = start(settings, db, queued.queued, batch_size)
@@ -78,13 +71,13 @@ def run(settings: Settings, name: str, *, dataset_id: str | None = None,
 def start(settings: Settings, db, job_ids: list[uuid.UUID],  # noqa: ANN001
           batch_size: int) -> ThreadPoolExecutor | None:
     """Hand queued jobs to RQ (returns None), or start them on a thread pool here."""
-    url = redis_url(settings)
-    if url:
-        enqueue(url, job_ids, batch_size)
+    if settings.redis_url:
+        enqueue(settings.redis_url, job_ids, batch_size)
         return None
     pool = ThreadPoolExecutor(max_workers=threads(settings), thread_name_prefix="annota-backfill")
     for job_id in job_ids:
-        pool.submit(run_job, db, job_id, batch_size=batch_size)
+        pool.submit(run_job, db, job_id, batch_size=batch_size,
+                    stale_seconds=settings.backfill_stale_seconds)
     return pool
 
 
@@ -106,15 +99,17 @@ def enqueue(url: str, job_ids: list[uuid.UUID], batch_size: int) -> None:
 
     queue = Queue(QUEUE_NAME, connection=Redis.from_url(url))
     for job_id in job_ids:
-        queue.enqueue("annota.server.backfills.runner.rq_job", str(job_id), batch_size,
+        queue.enqueue("annota.server.jobs.runner.rq_job", str(job_id), batch_size,
                       job_timeout=-1, result_ttl=3600, failure_ttl=86400)
 
 
 def rq_job(job_id: str, batch_size: int) -> str:
-    """What an RQ worker runs: one backfill job, with the worker's own settings."""
-    settings = Settings.from_env(os.environ)
-    db = create_engine(settings.database_url)
+    """What an RQ worker runs: one backfill job, with the worker's own settings (read here:
+    this is the edge of a job process, like a command)."""
+    settings = Settings.from_env()
+    db = open_database(settings.database_url)
     try:
-        return run_job(db, uuid.UUID(job_id), batch_size=batch_size)
+        return run_job(db, uuid.UUID(job_id), batch_size=batch_size,
+                       stale_seconds=settings.backfill_stale_seconds)
     finally:
         db.dispose()

@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-from annota.errors import AnnotaError
-from annota.server import migrations
-from annota.server.settings import Settings
-
-
-class SchemaNotReadyError(AnnotaError):
-    """The server will not start on a schema that is not at this code's head."""
-
-    exit_code = 3
+from annota.config import Settings
+from annota.errors import SchemaNotReadyError
+from annota.server.schema import migrate as migrations
 
 
 def serve(settings: Settings, host: str, port: int) -> None:
@@ -27,7 +21,7 @@ def serve(settings: Settings, host: str, port: int) -> None:
         )
     import uvicorn
 
-    from annota.server.app import create_app
+    from annota.server.api.app import create_app
 
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info",
                 proxy_headers=True, server_header=False)

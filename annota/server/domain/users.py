@@ -13,9 +13,8 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from annota.errors import NotFoundError
-from annota.server import models as m
-from annota.server.datasets import InvalidInputError
+from annota.errors import InvalidInputError, NotFoundError
+from annota.server.domain import models as m
 
 ROLES = ("owner", "admin", "annotator")
 USERS, MEMBERS, WORKSPACES = (m.User.__table__, m.WorkspaceUser.__table__,
@@ -95,7 +94,7 @@ def _insert(connection: sa.Connection, username: str, role: str, password: str,
         workspace_id = connection.execute(sa.select(WORKSPACES.c.id)
                                           .where(WORKSPACES.c.name == name)).scalar()
         if workspace_id is None:
-            from annota.server.datasets import create_workspace
+            from annota.server.domain.datasets import create_workspace
 
             workspace_id = create_workspace(connection, name)
         add_member(connection, workspace_id, user_id)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from annota.config import Settings
 from annota.errors import ConfigurationError
-from annota.server.dburl import DatabaseURL, mask_url
-from annota.server.settings import Settings
+from annota.urls import DatabaseURL, mask_url
 
 
 @pytest.mark.parametrize(

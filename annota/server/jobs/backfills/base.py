@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 
 import sqlalchemy as sa
 
-from annota.server import models as m
+from annota.server.domain import models as m
 
 RECORDS = m.Record.__table__
 

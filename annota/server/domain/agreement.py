@@ -1,6 +1,6 @@
-"""agreement: per record and label question, the annotators' percent agreement (stored in
-``record_agreements`` with the value counts), and per question Krippendorff's alpha
-(nominal) over the dataset (``question_agreements``), from submitted responses."""
+"""Annotator agreement: per record and label question, the annotators' percent agreement
+(stored in ``record_agreements`` with the value counts), and per question Krippendorff's
+alpha (nominal) over the dataset (``question_agreements``), from submitted responses."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ from collections import Counter
 
 import sqlalchemy as sa
 
-from annota.server import models as m
-from annota.server.backfills.base import Backfill
-from annota.server.backfills.krippendorff import alpha_nominal, percent_agreement
+from annota.server.domain import models as m
+from annota.server.domain.krippendorff import alpha_nominal, percent_agreement
 
 RESPONSES, QUESTIONS = m.Response.__table__, m.Question.__table__
 RECORD_AGREEMENTS, QUESTION_AGREEMENTS = (m.RecordAgreement.__table__,
@@ -81,19 +80,3 @@ def question_alphas(connection: sa.Connection, dataset_id: uuid.UUID) -> dict[st
         result[name] = (recompute_alpha(connection, question_id) if row is None or row.stale
                         else row.alpha)
     return result
-
-
-class Agreement(Backfill):
-    name = "agreement"
-    version = 1
-    description = ("annotator agreement per record and label question (percent agreement) "
-                   "and per question (Krippendorff's alpha, nominal)")
-
-    def recompute(self, connection: sa.Connection, dataset_id: uuid.UUID,
-                  record_ids: list[uuid.UUID]) -> None:
-        recompute_records(connection, dataset_id, record_ids)
-
-    def finish(self, connection: sa.Connection, dataset_id: uuid.UUID) -> None:
-        for question_id in label_questions(connection, dataset_id).values():
-            recompute_alpha(connection, question_id)
-

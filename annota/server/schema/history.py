@@ -17,7 +17,7 @@ from pathlib import Path
 
 from annota.errors import AnnotaError, UnknownRevisionError
 
-VERSIONS_DIR = Path(__file__).resolve().parent.parent / "alembic" / "versions"
+VERSIONS_DIR = Path(__file__).resolve().parents[2] / "alembic" / "versions"
 _FIELDS = ("revision", "down_revision", "release", "data_loss")
 
 

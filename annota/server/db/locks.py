@@ -1,8 +1,8 @@
-"""The migration lock: two ``migrate`` runs never interleave.
+"""The migration lock's two mechanisms; each dialect picks one (see ``dialects.py``).
 
-PostgreSQL: a session-level advisory lock on the migrating connection. SQLite: an OS
-file lock beside the database file, so it works across processes and is released by
-the kernel if the holder dies (even ``kill -9``). Both wait up to a timeout.
+An advisory lock on the migrating PostgreSQL session, or an OS file lock, which works
+across processes and is released by the kernel if its holder dies (even ``kill -9``).
+Both wait up to a timeout, polling.
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from annota.errors import MigrationLockTimeoutError
-from annota.server.dburl import DatabaseURL
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -23,7 +23,7 @@ ADVISORY_LOCK_KEY = 0x1E3E_2A4C_5B6D_7F01
 POLL_SECONDS = 0.2
 
 
-def _wait_for(
+def wait_for(
     try_acquire: Callable[[], bool], timeout: float, on_wait: Callable[[], None], what: str
 ) -> None:
     deadline = time.monotonic() + timeout
@@ -41,17 +41,9 @@ def _wait_for(
 
 
 @contextmanager
-def migration_lock(
-    url: DatabaseURL,
-    connection: Connection,
-    *,
-    timeout: float,
-    on_wait: Callable[[], None] = lambda: None,
-) -> Iterator[None]:
-    if url.is_sqlite:
-        with _file_lock(url, timeout, on_wait):
-            yield
-        return
+def advisory_lock(connection: Connection, *, timeout: float,
+                  on_wait: Callable[[], None]) -> Iterator[None]:
+    """A session-level PostgreSQL advisory lock held by ``connection``."""
     import sqlalchemy as sa
 
     def try_acquire() -> bool:
@@ -61,7 +53,7 @@ def migration_lock(
         connection.commit()  # the lock is session-level; leave no transaction open
         return bool(got)
 
-    _wait_for(try_acquire, timeout, on_wait, "the PostgreSQL advisory lock")
+    wait_for(try_acquire, timeout, on_wait, "the PostgreSQL advisory lock")
     try:
         yield
     finally:
@@ -72,13 +64,10 @@ def migration_lock(
 
 
 @contextmanager
-def _file_lock(url: DatabaseURL, timeout: float, on_wait: Callable[[], None]) -> Iterator[None]:
-    if url.sqlite_path is None:  # in-memory: private to this process
-        yield
-        return
+def file_lock(path: Path, *, timeout: float, on_wait: Callable[[], None]) -> Iterator[None]:
+    """An OS lock on ``path`` (created if missing)."""
     from filelock import FileLock, Timeout
 
-    path = url.sqlite_path.with_name(url.sqlite_path.name + ".migrate.lock")
     lock = FileLock(path)
 
     def try_acquire() -> bool:
@@ -88,7 +77,7 @@ def _file_lock(url: DatabaseURL, timeout: float, on_wait: Callable[[], None]) ->
             return False
         return True
 
-    _wait_for(try_acquire, timeout, on_wait, f"the lock file {path}")
+    wait_for(try_acquire, timeout, on_wait, f"the lock file {path}")
     try:
         yield
     finally:

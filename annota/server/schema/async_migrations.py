@@ -12,15 +12,14 @@ left INVALID by a failed concurrent build is dropped and rebuilt on retry.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 import sqlalchemy as sa
 
-from annota.errors import AnnotaError, NotFoundError
-from annota.server.database import first_line
+from annota.errors import AsyncMigrationError, NotFoundError
+from annota.server.db import dialect_named, dialect_of, first_line
 
 SCHEDULED, STARTED, IN_PROGRESS, FINISHED, ERROR = (
     "SCHEDULED", "STARTED", "IN_PROGRESS", "FINISHED", "ERROR")
@@ -55,20 +54,16 @@ class AsyncMigration:
 
 
 def scheduling_allowed(attributes: dict | None = None) -> bool:
-    value = (attributes or {}).get("allow_scheduled_migrations")
-    if value is None:
-        value = os.environ.get("ANNOTA_ALLOW_SCHEDULED_MIGRATIONS", "")
-    return str(value).strip().lower() in ("1", "true", "yes", "on")
+    """What ``migrate``'s settings said (``ANNOTA_ALLOW_SCHEDULED_MIGRATIONS``), handed to
+    the revisions through Alembic's config attributes; no settings means no scheduling."""
+    return bool((attributes or {}).get("allow_scheduled_migrations"))
 
 
-def _row(migration: AsyncMigration, revision: str, dialect: str) -> dict[str, Any]:
-    sqlite = dialect == "sqlite"
+def _row(migration: AsyncMigration, revision: str, sql: tuple[str, str]) -> dict[str, Any]:
     now = utcnow()
     return {
         "name": migration.name, "revision": revision, "status": SCHEDULED,
-        "sql": (migration.sqlite_sql or migration.sql) if sqlite else migration.sql,
-        "rollback_sql": ((migration.sqlite_rollback_sql or migration.rollback_sql) if sqlite
-                         else migration.rollback_sql),
+        "sql": sql[0], "rollback_sql": sql[1],
         "index_name": migration.index, "attempts": 0, "error": None,
         "scheduled_at": now, "inserted_at": now, "updated_at": now,
     }
@@ -77,33 +72,23 @@ def _row(migration: AsyncMigration, revision: str, dialect: str) -> dict[str, An
 def apply(op, migration: AsyncMigration, revision: str) -> None:  # noqa: ANN001 - alembic op
     """Call from a revision's ``upgrade()``."""
     context = op.get_context()
-    dialect = context.dialect.name
-    if dialect == "sqlite" and not migration.apply_on_sqlite:
+    dialect = dialect_named(context.dialect.name)
+    if not dialect.applies(migration):
         return
+    sql = dialect.heavy_sql(migration)
     op.execute(sa.delete(TABLE).where(TABLE.c.name == migration.name))
-    op.execute(sa.insert(TABLE).values(**_row(migration, revision, dialect)))
+    op.execute(sa.insert(TABLE).values(**_row(migration, revision, sql)))
     attributes = getattr(context.config, "attributes", {}) if context.config else {}
     if context.as_sql or (scheduling_allowed(attributes) and not migration.execute_immediately):
         return
-    if dialect == "sqlite":  # no concurrent builds there: run inside the revision's transaction
-        run_on(op.get_bind(), migration.name)
-        return
-    with context.autocommit_block():
-        run_on(op.get_bind(), migration.name)
+    dialect.run_heavy(context, lambda: run_on(op.get_bind(), migration.name))
 
 
 def revert(op, migration: AsyncMigration) -> None:  # noqa: ANN001
     """Call from a revision's ``downgrade()``: runs the rollback SQL, forgets the row."""
-    context = op.get_context()
-    dialect = context.dialect.name
-    if dialect == "sqlite":
-        if migration.apply_on_sqlite:
-            op.execute(migration.sqlite_rollback_sql or migration.rollback_sql)
-    elif context.as_sql:
-        op.execute(migration.rollback_sql)
-    else:
-        with context.autocommit_block():
-            op.get_bind().exec_driver_sql(migration.rollback_sql)
+    dialect = dialect_named(op.get_context().dialect.name)
+    if dialect.applies(migration):
+        dialect.revert_heavy(op, dialect.heavy_sql(migration)[1])
     op.execute(sa.delete(TABLE).where(TABLE.c.name == migration.name))
 
 
@@ -127,8 +112,8 @@ def run_on(connection: sa.Connection, name: str) -> bool:
         return False
     row = connection.execute(sa.select(TABLE).where(TABLE.c.name == name)).one()
     try:
-        if row.index_name and connection.dialect.name == "postgresql":
-            _drop_if_invalid(connection, row.index_name)
+        if row.index_name:
+            dialect_of(connection).drop_invalid_index(connection, row.index_name)
         _set(connection, name, status=IN_PROGRESS)
         connection.exec_driver_sql(row.sql)
     except sa.exc.DBAPIError as exc:
@@ -138,18 +123,11 @@ def run_on(connection: sa.Connection, name: str) -> bool:
     return True
 
 
-def _drop_if_invalid(connection: sa.Connection, index: str) -> None:
-    valid = connection.execute(sa.text(
-        "SELECT i.indisvalid FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid "
-        "WHERE c.relname = :name"), {"name": index}).scalar_one_or_none()
-    if valid is False:  # left by a failed concurrent build: IF NOT EXISTS would keep it
-        connection.exec_driver_sql(f'DROP INDEX CONCURRENTLY IF EXISTS "{index}"')
-
-
 def schedule(connection: sa.Connection, migration: AsyncMigration, revision: str = "") -> None:
     """Record ``migration`` as SCHEDULED (outside a revision: operators' own heavy SQL)."""
     connection.execute(sa.delete(TABLE).where(TABLE.c.name == migration.name))
-    connection.execute(sa.insert(TABLE), _row(migration, revision, connection.dialect.name))
+    sql = dialect_of(connection).heavy_sql(migration)
+    connection.execute(sa.insert(TABLE), _row(migration, revision, sql))
 
 
 def listing(connection: sa.Connection) -> list[dict[str, Any]]:
@@ -157,30 +135,21 @@ def listing(connection: sa.Connection) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in rows]
 
 
-def run(engine: sa.Engine, name: str | None = None) -> list[dict[str, Any]]:
+def run(db: sa.Engine, name: str | None = None) -> list[dict[str, Any]]:
     """Run the named async migration, or every SCHEDULED and ERROR one; returns their rows."""
-    with engine.connect() as connection:
+    with db.connect() as connection:
         names = [r["name"] for r in listing(connection)
                  if (name is None and r["status"] in (SCHEDULED, ERROR)) or r["name"] == name]
     if name and not names:
         raise NotFoundError(f"no async migration named {name!r}")
+    dialect = dialect_of(db)
     for each in names:
-        with engine.connect() as connection:
-            if connection.dialect.name == "sqlite":
-                with connection.begin():
-                    run_on(connection, each)
-            else:
-                run_on(connection.execution_options(isolation_level="AUTOCOMMIT"), each)
-    with engine.connect() as connection:
+        with db.connect() as connection, dialect.heavy_connection(connection) as heavy:
+            run_on(heavy, each)
+    with db.connect() as connection:
         rows = [r for r in listing(connection) if r["name"] in names]
     failed = [r for r in rows if r["status"] == ERROR]
     if failed:
         raise AsyncMigrationError(
             f"async migration {failed[0]['name']} failed: {failed[0]['error']}", rows)
     return rows
-
-
-class AsyncMigrationError(AnnotaError):
-    def __init__(self, message: str, rows: list[dict[str, Any]]) -> None:
-        super().__init__(message)
-        self.rows = rows

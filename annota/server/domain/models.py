@@ -12,8 +12,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from annota.server.db.dialects import document_type
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_N_label)s",
@@ -24,7 +25,7 @@ NAMING_CONVENTION = {
 }
 
 # documents that are queried (JSONB on PostgreSQL since release 2.0)
-Document = sa.JSON().with_variant(JSONB(), "postgresql")
+Document = document_type()
 
 
 def utcnow() -> datetime:
@@ -148,7 +149,7 @@ class Record(TimestampMixin, Base):
     fields: Mapped[dict[str, Any]] = mapped_column(Document)
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", Document)
     external_id: Mapped[str | None] = mapped_column(sa.String)
-    # derived (record-status backfill; kept current by annota.server.backfills.derived)
+    # derived (record-status backfill; kept current by annota.server.domain.derived)
     status: Mapped[str] = mapped_column(sa.String, server_default="pending")
     dataset_id: Mapped[uuid.UUID] = _dataset_fk()
     responses: Mapped[list[Response]] = relationship(passive_deletes=True)
@@ -256,7 +257,7 @@ class BackfillJob(TimestampMixin, Base):
 
 
 class AsyncMigrationRow(Base):
-    """Heavy SQL run outside a migration's transaction (see annota.server.async_migrations)."""
+    """Heavy SQL run outside a migration's transaction (see ``schema/async_migrations.py``)."""
 
     __tablename__ = "async_migrations"
 
