@@ -16,6 +16,7 @@ from annota.commands import database as database_commands
 from annota.commands import jobs as job_commands
 from annota.commands import search as search_commands
 from annota.commands import users as user_commands
+from annota.commands.common import NONEMPTY
 from annota.config import traceback_requested
 from annota.errors import AnnotaError
 
@@ -61,7 +62,7 @@ server.add_command(job_commands.worker)
 
 
 @server.command()
-@click.option("--host", help="Interface to listen on (0.0.0.0 for all). "
+@click.option("--host", type=NONEMPTY, help="Interface to listen on (0.0.0.0 for all). "
                              "Default: ANNOTA_SERVER_HOST, else 127.0.0.1.")
 @click.option("--port", type=click.IntRange(1, 65535),
               help="TCP port. Default: ANNOTA_SERVER_PORT, else 6900.")

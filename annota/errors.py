@@ -40,6 +40,12 @@ class SchemaAheadError(AnnotaError):
     exit_code = 4
 
 
+class ForeignDatabaseError(AnnotaError):
+    """The database holds another application's tables and no ``alembic_version``."""
+
+    exit_code = 4
+
+
 class ConfirmationRequiredError(AnnotaError):
     """A destructive step needs consent: answer the prompt or pass ``--yes``."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from annota.errors import ConfigurationError
 
@@ -71,8 +71,9 @@ class DatabaseURL:
 
     @classmethod
     def for_sqlite_file(cls, path: Path) -> DatabaseURL:
-        """The URL of a SQLite file, built from its path (never parsed back out of text)."""
-        return cls(f"sqlite:///{path}", "sqlite", None, path)
+        """The URL of a SQLite file, built from its path: any character works, and the URL
+        text is percent-encoded so that it parses back to the same path."""
+        return cls("sqlite:///" + quote(str(path), safe="/"), "sqlite", None, path)
 
     @classmethod
     def parse(cls, raw: str, *, setting: str = "ANNOTA_DATABASE_URL") -> DatabaseURL:

@@ -228,8 +228,10 @@ def test_unreachable_and_wrong_engines_are_one_line_and_an_exit_code(tmp_path, s
         ({"ANNOTA_SEARCH_ENGINE": other, "ANNOTA_ELASTICSEARCH": url}, 9, "is not "),
         ({"ANNOTA_SEARCH_ENGINE": "solr"}, 2, "ANNOTA_SEARCH_ENGINE must be one of"),
     ]
+    migrated = make_env(tmp_path, None)  # the engine's errors, on a database at head
+    assert Annota(migrated).run("server", "database", "migrate").returncode == 0
     for extra, code, message in cases:
-        annota = Annota({**make_env(tmp_path, None), **extra})
+        annota = Annota({**migrated, **extra})
         for command in ("reindex", "status", "cleanup"):
             result = annota.run("server", "search-engine", command)
             assert result.returncode == code, (extra, command, result.stderr)

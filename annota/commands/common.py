@@ -12,6 +12,20 @@ from annota.config import Settings
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
+class NonEmpty(click.ParamType):
+    """Text that must not be empty or blank: an empty value is never a wildcard."""
+
+    name = "text"
+
+    def convert(self, value, param, ctx):  # noqa: ANN001, ANN201 - click's signature
+        text = value if isinstance(value, str) else str(value)
+        if not text.strip():
+            self.fail("must not be empty", param, ctx)
+        return text
+
+
+NONEMPTY = NonEmpty()
+
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print JSON on stdout (messages go to stderr)."
 )
@@ -25,7 +39,8 @@ def echo_json(data: Any) -> None:
 
 
 def echo_table(headers: list[str], rows: list[list[str]], indent: str = "  ") -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    """A plain table; with no rows, just its header line."""
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
     for line in [headers, *rows]:
         cells = (c.ljust(w) for c, w in zip(line, widths, strict=True))
         click.echo((indent + "  ".join(cells)).rstrip())
@@ -41,8 +56,12 @@ def settings() -> Settings:
 
 
 def open_database() -> tuple[Settings, Engine]:
-    """The settings, and a SQLAlchemy engine on their database (dispose it when done)."""
+    """The settings, and a SQLAlchemy engine on their database (dispose it when done),
+    once the schema is known to be at this code's head: on any other database the command
+    stops with one line saying what to run, having changed nothing."""
     from annota.server import db
+    from annota.server.schema.migrate import ensure_at_head
 
     config = settings()
+    ensure_at_head(config)
     return config, db.open_database(config.database_url)

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import click
 
-from annota.commands.common import echo_json, echo_table, json_option, settings, yes_option
+from annota.commands.common import (
+    NONEMPTY,
+    echo_json,
+    echo_table,
+    json_option,
+    settings,
+    yes_option,
+)
 from annota.errors import (
     AbortedError,
     AnnotaError,
@@ -163,6 +170,7 @@ def check(wait_seconds: float) -> None:
             code = {
                 migrations.UP_TO_DATE: EXIT_UP_TO_DATE,
                 migrations.AHEAD: EXIT_AHEAD,
+                migrations.FOREIGN: EXIT_AHEAD,
             }.get(state.state, EXIT_BEHIND)
             message = f"schema {state.summary}: {_rev(state.current, state.current_release)}"
         except DatabaseUnreachableError as exc:
@@ -244,7 +252,7 @@ def _confirm(yes: bool):  # noqa: ANN202
 
 @database.command()
 @click.option(
-    "--revision", "-r", "target", default="head", show_default=True,
+    "--revision", "-r", "target", default="head", show_default=True, type=NONEMPTY,
     help="A release tag (e.g. 1.7), a revision id or unique prefix, 'head' or 'base'.",
 )
 @yes_option

@@ -7,7 +7,14 @@ from datetime import datetime
 
 import click
 
-from annota.commands.common import echo_json, echo_table, json_option, open_database, settings
+from annota.commands.common import (
+    NONEMPTY,
+    echo_json,
+    echo_table,
+    json_option,
+    open_database,
+    settings,
+)
 from annota.errors import BackfillsFailedError, BackfillsUnfinishedError
 
 # exit codes of `backfills status` (and `run` when it waits), for deploy scripts
@@ -32,7 +39,7 @@ def backfills() -> None:
 @click.option("--status", "status_", type=click.Choice(
     ["PENDING", "QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELED"], case_sensitive=False),
     help="Only jobs in this status.")
-@click.option("--name", help="Only this backfill (record-status, agreement).")
+@click.option("--name", type=NONEMPTY, help="Only this backfill (record-status, agreement).")
 @json_option
 def list_jobs(status_: str | None, name: str | None, as_json: bool) -> None:
     """List backfill jobs: one per backfill and dataset.
@@ -93,8 +100,8 @@ def _exit_code(rows: list[dict]) -> int:
 
 
 @backfills.command()
-@click.argument("name")
-@click.option("--dataset-id", help="Only this dataset.")
+@click.argument("name", type=NONEMPTY)
+@click.option("--dataset-id", type=NONEMPTY, help="Only this dataset.")
 @click.option("--limit", type=click.IntRange(min=1), help="Queue this many unprocessed datasets.")
 @click.option("--all", "all_", is_flag=True, help="Every dataset.")
 @click.option("--batch-size", type=click.IntRange(1, 100_000), default=1000, show_default=True,
@@ -147,8 +154,8 @@ def run(name: str, dataset_id: str | None, limit: int | None, all_: bool, batch_
 
 
 @backfills.command()
-@click.argument("name", required=False)
-@click.option("--dataset-id", help="Only this dataset.")
+@click.argument("name", required=False, type=NONEMPTY)
+@click.option("--dataset-id", type=NONEMPTY, help="Only this dataset.")
 @json_option
 def status(name: str | None, dataset_id: str | None, as_json: bool) -> None:
     """Progress of backfills: totals, and per dataset progress, rate, ETA and last error.
@@ -185,8 +192,8 @@ def status(name: str | None, dataset_id: str | None, as_json: bool) -> None:
 
 
 @backfills.command()
-@click.argument("name", required=False)
-@click.option("--dataset-id", help="Only this dataset.")
+@click.argument("name", required=False, type=NONEMPTY)
+@click.option("--dataset-id", type=NONEMPTY, help="Only this dataset.")
 def cancel(name: str | None, dataset_id: str | None) -> None:
     """Cancel unfinished backfill jobs; a running one stops after its current batch.
 
@@ -244,7 +251,7 @@ def list_async(as_json: bool) -> None:
 
 
 @async_migrations.command("run")
-@click.argument("name", required=False)
+@click.argument("name", required=False, type=NONEMPTY)
 def run_async(name: str | None) -> None:
     """Run one async migration, or every SCHEDULED and ERROR one.
 

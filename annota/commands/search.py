@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from annota.commands.common import echo_json, echo_table, json_option, settings
+from annota.commands.common import NONEMPTY, echo_json, echo_table, json_option, settings
 from annota.errors import IndexDriftError
 
 EXIT_DRIFT = IndexDriftError.exit_code
@@ -103,9 +103,9 @@ class _Progress:
 
 
 @search_engine.command()
-@click.option("--dataset-id", "dataset_ids", multiple=True,
+@click.option("--dataset-id", "dataset_ids", multiple=True, type=NONEMPTY,
               help="Only this dataset (repeatable). Default: every dataset.")
-@click.option("--feedback-dataset-id", "feedback_ids", multiple=True,
+@click.option("--feedback-dataset-id", "feedback_ids", multiple=True, type=NONEMPTY,
               help="Another name for --dataset-id.")
 @click.option("--batch-size", type=click.IntRange(1, 10_000), default=500, show_default=True,
               help="Records per database read and bulk request.")
@@ -158,6 +158,8 @@ def reindex(dataset_ids: tuple[str, ...], feedback_ids: tuple[str, ...], batch_s
         echo_json({"datasets": [r.to_dict() for r in summary.results],
                    "report": str(summary.report) if summary.report else None,
                    "ok": not summary.failed})
+    elif not summary.results:
+        click.echo("No datasets: nothing to reindex.")
     else:
         echo_table(["DATASET", "NAME", "RECORDS", "SECONDS", "REJECTED", "RESULT"], [
             [r.plan.dataset_id, r.plan.name, str(r.indexed), f"{r.seconds:.1f}",

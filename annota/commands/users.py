@@ -6,7 +6,14 @@ import sys
 
 import click
 
-from annota.commands.common import echo_json, echo_table, json_option, open_database, settings
+from annota.commands.common import (
+    NONEMPTY,
+    echo_json,
+    echo_table,
+    json_option,
+    open_database,
+    settings,
+)
 
 
 @click.group()
@@ -20,15 +27,15 @@ def users() -> None:
 
 
 @users.command()
-@click.option("--username", required=True, help="The login name.")
+@click.option("--username", required=True, type=NONEMPTY, help="The login name.")
 @click.option("--role", type=click.Choice(["owner", "admin", "annotator"]), default="annotator",
               show_default=True, help="What the user may do.")
 @click.option("--password", help="The password (prompted when not given; avoid on shared "
                                   "machines: it shows in the process list).")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
-@click.option("--api-key", help="Use this API key instead of generating one "
+@click.option("--api-key", type=NONEMPTY, help="Use this API key instead of generating one "
                                 "(or ANNOTA_NEW_USER_API_KEY).")
-@click.option("--workspace", "workspaces", multiple=True,
+@click.option("--workspace", "workspaces", multiple=True, type=NONEMPTY,
               help="A workspace to join (created if missing); repeatable.")
 def create(username: str, role: str, password: str | None, password_stdin: bool,
            api_key: str | None, workspaces: tuple[str, ...]) -> None:

@@ -13,6 +13,7 @@ from annota.search import connect
 from annota.search.engine import EngineInfo, SearchEngine, index_pattern
 from annota.search.mapping import MAPPING_VERSION
 from annota.search.reindex import DatasetPlan, plan
+from annota.server.schema.migrate import ensure_at_head
 
 STALE_AFTER_SECONDS = 300.0
 
@@ -55,6 +56,7 @@ class SearchStatus:
 
 
 def status(settings: Settings) -> SearchStatus:
+    ensure_at_head(settings)
     engine = connect(settings.search)
     datasets = [_dataset_status(engine, p) for p in plan(settings, None, engine)]
     indices = engine.indices(index_pattern(engine.prefix))

@@ -36,6 +36,7 @@ from annota.search.engine import SearchEngine, TooManyRequests, alias_name, new_
 from annota.search.mapping import DatasetSchema, dataset_mapping, index_meta, load_schema
 from annota.server.db import open_database
 from annota.server.domain import models as m
+from annota.server.schema.migrate import ensure_at_head
 
 CLOCK_MARGIN = timedelta(seconds=5)  # catch-up looks this far before its start (clock skew)
 MAX_RETRIES = 8
@@ -130,6 +131,7 @@ def _dataset_ids(db: sa.Engine, wanted: list[str] | None) -> list[str]:
 def plan(settings: Settings, dataset_ids: list[str] | None = None,
          engine: SearchEngine | None = None) -> list[DatasetPlan]:
     """What a reindex would do: each dataset, its record count and its current index."""
+    ensure_at_head(settings)
     engine = engine or connect(settings.search)
     db = open_database(settings.database_url)
     try:
@@ -161,6 +163,7 @@ def reindex(
     builds afresh, and ``cleanup`` removes what the interrupted run left.
     """
     reporter = reporter or ReindexReporter()
+    ensure_at_head(settings)
     engine = connect(settings.search)
     plans = plan(settings, dataset_ids, engine)
     reporter.planned(plans)

@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 from annota.config import Settings
-from annota.errors import SchemaNotReadyError
+from annota.errors import AnnotaError
 from annota.server.schema import migrate as migrations
 
 
 def serve(settings: Settings, host: str, port: int) -> None:
-    state = migrations.status(settings)
-    if state.state != migrations.UP_TO_DATE:
-        command = ("annota server database migrate" if state.state != migrations.AHEAD
-                   else "an annota as new as the database")
-        raise SchemaNotReadyError(
-            f"not starting: the database schema is {state.summary} "
-            f"(at {state.current or 'base'}, this annota needs {state.head}); run `{command}`"
-            if state.state != migrations.AHEAD else
-            f"not starting: the database is at {state.current}, unknown to annota "
-            f"{state.app_version}; run {command}"
-        )
+    try:
+        migrations.ensure_at_head(settings)
+    except AnnotaError as exc:
+        exc.args = (f"not starting: {exc}",)
+        raise
     import uvicorn
 
     from annota.server.api.app import create_app

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from annota.server.db.connections import connect, first_line
 from annota.server.db.dialects import Dialect, dialect_for, dialect_named, dialect_of
-from annota.server.db.state import VERSION_TABLE, DatabaseState, revision_on
+from annota.server.db.state import VERSION_TABLE, DatabaseState, revision_on, state_on
 from annota.urls import DatabaseURL
 
 if TYPE_CHECKING:
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = ["VERSION_TABLE", "DatabaseState", "Dialect", "connect", "dialect_for",
            "dialect_named", "dialect_of", "first_line", "open_database", "read_revision",
-           "read_state", "revision_on"]
+           "read_state", "revision_on", "state_on"]
 
 
 def open_database(url: DatabaseURL, *, foreign_keys: bool = True) -> Engine:

@@ -32,8 +32,8 @@ from annota.server.db.state import (
     PENDING_WORK,
     VERSION_TABLE,
     DatabaseState,
-    revision_on,
     single_revision,
+    state_on,
     table_of,
 )
 from annota.urls import DatabaseURL
@@ -51,19 +51,13 @@ class Dialect(ABC):
     def open_database(self, url: DatabaseURL, *, foreign_keys: bool = True) -> Engine: ...
 
     def read_state(self, url: DatabaseURL, *, with_pending: bool = True) -> DatabaseState:
-        """The stamped revision and unfinished operational work."""
-        import sqlalchemy as sa
-
+        """The stamped revision, unfinished operational work, and foreign tables."""
         database = self.open_database(url)
         try:
             from annota.server.db.connections import connect
 
             with connect(database, url) as connection:
-                revision = revision_on(connection)
-                tables = set(sa.inspect(connection).get_table_names()) if with_pending else ()
-                pending = {key: dict(connection.execute(sa.text(sql)).tuples().all())
-                           for key, sql in PENDING_WORK.items() if table_of(sql) in tables}
-                return DatabaseState(revision, pending)
+                return state_on(connection, with_pending=with_pending)
         finally:
             database.dispose()
 
@@ -170,9 +164,11 @@ class SQLiteDialect(Dialect):
             # rw still never creates a missing file
             con = sqlite3.connect(f"{path.absolute().as_uri()}?mode=rw", uri=True, timeout=30)
             try:
-                tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
+                tables = {r[0] for r in con.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' "
+                    "AND name NOT LIKE 'sqlite_%'")}
                 if VERSION_TABLE not in tables:
-                    return DatabaseState(None)
+                    return DatabaseState(None, foreign_tables=tuple(sorted(tables)))
                 rows = con.execute(f"SELECT version_num FROM {VERSION_TABLE}").fetchall()
                 pending = {key: dict(con.execute(sql).fetchall())
                            for key, sql in PENDING_WORK.items()

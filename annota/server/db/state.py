@@ -30,6 +30,8 @@ PENDING_WORK = {
 class DatabaseState:
     revision: str | None
     pending: dict[str, dict[str, int]] = field(default_factory=dict)
+    # the tables of a database with no alembic_version: another application's
+    foreign_tables: tuple[str, ...] = ()
 
 
 def table_of(sql: str) -> str:
@@ -38,12 +40,20 @@ def table_of(sql: str) -> str:
 
 def revision_on(connection: Connection) -> str | None:
     """The revision stamped in the database behind ``connection`` (None when empty)."""
+    return state_on(connection, with_pending=False).revision
+
+
+def state_on(connection: Connection, *, with_pending: bool = True) -> DatabaseState:
+    """The state of the database behind ``connection`` (any dialect, through SQLAlchemy)."""
     import sqlalchemy as sa
 
-    if not sa.inspect(connection).has_table(VERSION_TABLE):
-        return None
+    tables = set(sa.inspect(connection).get_table_names())
+    if VERSION_TABLE not in tables:
+        return DatabaseState(None, foreign_tables=tuple(sorted(tables)))
     rows = connection.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).all()
-    return single_revision(row[0] for row in rows)
+    pending = {key: dict(connection.execute(sa.text(sql)).tuples().all())
+               for key, sql in PENDING_WORK.items() if with_pending and table_of(sql) in tables}
+    return DatabaseState(single_revision(row[0] for row in rows), pending)
 
 
 def single_revision(revisions: Iterable[str]) -> str | None:

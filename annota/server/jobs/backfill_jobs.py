@@ -242,10 +242,10 @@ def _run_batch(db: sa.Engine, job_id: uuid.UUID, worker: str, mine: Any,
 def cancel(connection: sa.Connection, name: str | None = None,
            dataset_id: str | None = None) -> int:
     where = JOBS.c.status.in_(UNFINISHED)
-    if name:
+    if name is not None:  # an empty name is no wildcard: it names no backfill
         backfill(name)
         where = sa.and_(where, JOBS.c.name == name)
-    if dataset_id:
+    if dataset_id is not None:
         where = sa.and_(where, JOBS.c.dataset_id == dataset_row(connection, dataset_id).id)
     return transition(connection, where, CANCELED, finished_at=m.utcnow())
 
@@ -255,11 +255,11 @@ def jobs(connection: sa.Connection, *, name: str | None = None, status: str | No
     query = (sa.select(JOBS, DATASETS.c.name.label("dataset_name"))
              .join(DATASETS, DATASETS.c.id == JOBS.c.dataset_id)
              .order_by(JOBS.c.name, DATASETS.c.inserted_at, DATASETS.c.id))
-    if name:
+    if name is not None:
         backfill(name)
         query = query.where(JOBS.c.name == name)
-    if status:
+    if status is not None:
         query = query.where(JOBS.c.status == status.upper())
-    if dataset_id:
+    if dataset_id is not None:
         query = query.where(JOBS.c.dataset_id == dataset_row(connection, dataset_id).id)
     return [dict(row._mapping) for row in connection.execute(query)]

@@ -20,6 +20,7 @@ from annota.server.jobs.backfill_jobs import (
     queue_jobs,
     run_job,
 )
+from annota.server.schema.migrate import ensure_at_head
 
 QUEUE_NAME = "annota-backfills"
 
@@ -47,6 +48,7 @@ def run(settings: Settings, name: str, *, dataset_id: str | None = None,
         wait: bool = True, on_progress: Callable[[list[dict]], None] | None = None,
         poll: float = 1.0) -> RunResult:
     """Queue the jobs (see ``queue_jobs``), then run them here or hand them to RQ."""
+    ensure_at_head(settings)
     db = open_database(settings.database_url)
     try:
         with db.begin() as connection:

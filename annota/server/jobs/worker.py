@@ -10,6 +10,7 @@ import sys
 from annota.config import Settings
 from annota.errors import ConfigurationError, RedisUnreachableError
 from annota.server.jobs.runner import QUEUE_NAME
+from annota.server.schema.migrate import ensure_at_head
 from annota.urls import mask_url
 
 
@@ -32,6 +33,7 @@ def run_workers(settings: Settings, count: int = 1, *, burst: bool = False) -> N
             "without it, backfills run in-process"
         )
     _check_redis(url)
+    ensure_at_head(settings)
     if count == 1:
         _work(url, 0, burst)
         return

@@ -17,8 +17,10 @@ from annota.errors import (
     AnnotaError,
     ConcurrentChangeError,
     ConfirmationRequiredError,
+    ForeignDatabaseError,
     MigrationError,
     SchemaAheadError,
+    SchemaNotReadyError,
 )
 from annota.server import db
 from annota.server.schema.history import History, Plan, Step, history
@@ -26,7 +28,8 @@ from annota.urls import DatabaseURL
 
 ALEMBIC_DIR = Path(__file__).resolve().parents[2] / "alembic"
 
-UP_TO_DATE, BEHIND, AHEAD, EMPTY = "up_to_date", "behind", "ahead", "empty"
+UP_TO_DATE, BEHIND, AHEAD, EMPTY, FOREIGN = "up_to_date", "behind", "ahead", "empty", "foreign"
+MIGRATE = "annota server database migrate"
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class DatabaseStatus:
     behind_by: int
     # unfinished operational work: {"async_migrations": {status: n}, "backfills": {...}}
     pending: dict[str, dict[str, int]] = field(default_factory=dict)
+    foreign_tables: tuple[str, ...] = ()  # another application's, when state is foreign
 
     @property
     def pending_lines(self) -> list[str]:
@@ -61,6 +65,8 @@ class DatabaseStatus:
             BEHIND: f"behind ({self.behind_by} revision{'s' * (self.behind_by != 1)})",
             AHEAD: "ahead of this code (unknown revision)",
             EMPTY: f"empty (no schema; {self.behind_by} revisions to apply)",
+            FOREIGN: f"not annota's ({len(self.foreign_tables)} tables of another "
+                     "application, no alembic_version)",
         }[self.state]
 
     def to_dict(self) -> dict[str, Any]:
@@ -73,6 +79,7 @@ class DatabaseStatus:
             "state": self.state,
             "behind_by": self.behind_by,
             "pending": self.pending,
+            "foreign_tables": list(self.foreign_tables),
         }
 
 
@@ -80,10 +87,13 @@ def release_of(hist: History, revision: str | None) -> str | None:
     return hist.get(revision).release if revision in hist else None
 
 
-def status_of(url: DatabaseURL, current: str | None, hist: History | None = None,
-              pending: dict | None = None) -> DatabaseStatus:
+def status_of(url: DatabaseURL, found: db.DatabaseState,
+              hist: History | None = None) -> DatabaseStatus:
     hist = hist or history()
-    if current is None:
+    current = found.revision
+    if current is None and found.foreign_tables:
+        state, behind = FOREIGN, len(hist.revisions)
+    elif current is None:
         state, behind = EMPTY, len(hist.revisions)
     elif current not in hist:
         state, behind = AHEAD, 0
@@ -100,15 +110,45 @@ def status_of(url: DatabaseURL, current: str | None, hist: History | None = None
         head_release=hist.head.release,
         state=state,
         behind_by=behind,
-        pending=pending or {},
+        pending=found.pending,
+        foreign_tables=found.foreign_tables,
     )
 
 
 def status(settings: Settings) -> DatabaseStatus:
     """Where the database is relative to this code's head."""
     url = settings.database_url
-    state = db.read_state(url)
-    return status_of(url, state.revision, pending=state.pending)
+    return status_of(url, db.read_state(url))
+
+
+def ensure_at_head(settings: Settings) -> DatabaseStatus:
+    """The status, if the schema is at this code's head; else one clear error saying what
+    to run. Reads without changing anything (nor creating a missing SQLite file)."""
+    state = status(settings)
+    where = f"the database at {state.database}"
+    if state.state == AHEAD:
+        raise SchemaAheadError(
+            f"{where} is at revision {state.current}, which annota {__version__} does not "
+            "know (written by a newer annota?); upgrade annota")
+    if state.state == FOREIGN:
+        raise _foreign(state)
+    if state.state == EMPTY:
+        raise SchemaNotReadyError(f"{where} has no annota schema yet; run `{MIGRATE}`")
+    if state.state == BEHIND:
+        raise SchemaNotReadyError(
+            f"{where} is {state.summary} at {state.current} (release "
+            f"{state.current_release}); this annota needs {state.head} (release "
+            f"{state.head_release}); run `{MIGRATE}`")
+    return state
+
+
+def _foreign(state: DatabaseStatus) -> ForeignDatabaseError:
+    shown = ", ".join(state.foreign_tables[:5]) + (", ..." if len(state.foreign_tables) > 5
+                                                   else "")
+    return ForeignDatabaseError(
+        f"the database at {state.database} holds another application's tables ({shown}) "
+        "and no alembic_version; annota will not create its tables there: point "
+        "ANNOTA_DATABASE_URL at an empty database or at annota's own")
 
 
 class MigrationReporter:
@@ -150,7 +190,11 @@ def step_dict(step: Step) -> dict[str, Any]:
     }
 
 
-def _known(hist: History, url: DatabaseURL, current: str | None) -> str | None:
+def _known(hist: History, url: DatabaseURL, found: db.DatabaseState) -> str | None:
+    """The current revision, if this code knows it and the database is annota's."""
+    if found.revision is None and found.foreign_tables:
+        raise _foreign(status_of(url, found, hist))
+    current = found.revision
     if current is not None and current not in hist:
         raise SchemaAheadError(
             f"the database at {url.masked} is at revision {current}, which annota "
@@ -164,7 +208,7 @@ def plan_migration(settings: Settings, target: str = "head") -> Plan:
     hist = history()
     target_rev = hist.resolve(target)
     url = settings.database_url
-    return hist.plan(_known(hist, url, db.read_revision(url)), target_rev)
+    return hist.plan(_known(hist, url, db.read_state(url, with_pending=False)), target_rev)
 
 
 def migrate(
@@ -186,7 +230,7 @@ def migrate(
     hist = history()
     url = settings.database_url
     target_rev = hist.resolve(target)
-    plan = hist.plan(_known(hist, url, db.read_revision(url)), target_rev)
+    plan = hist.plan(_known(hist, url, db.read_state(url, with_pending=False)), target_rev)
     if plan.steps:
         reporter.plan(plan, hist)
     if plan.direction == "downgrade" and not (confirm and confirm(plan)):
@@ -200,7 +244,7 @@ def migrate(
         with db.connect(database, url) as connection, dialect.migration_lock(
             url, connection, timeout=lock_timeout, on_wait=reporter.waiting_for_lock
         ):
-            current = _known(hist, url, db.revision_on(connection))
+            current = _known(hist, url, db.state_on(connection, with_pending=False))
             connection.commit()
             if current != plan.current:
                 confirmed, plan = plan, hist.plan(current, target_rev)
@@ -212,7 +256,7 @@ def migrate(
                 if plan.steps:
                     reporter.plan(plan, hist)
             if not plan.steps:
-                reporter.nothing_to_do(status_of(url, current, hist))
+                reporter.nothing_to_do(status_of(url, db.DatabaseState(current), hist))
                 return MigrationResult(current, current, "none")
             result = MigrationResult(current, target_rev, plan.direction)
             if plan.direction == "downgrade" and backup:

@@ -1,0 +1,224 @@
+"""Every command against every database state: it works, or it says in one line what is
+wrong and what to run, with the documented exit code, and the database is unchanged.
+
+States: no file, an empty file, each older release, head, ahead of this code (a revision
+it does not know), a corrupt file, and another application's database (tables, no
+``alembic_version``). SQLite files live under a directory whose name has a space, ``?``,
+``#``, ``%`` and a non-ASCII letter, so odd paths are exercised by every case.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from annota.config import Settings
+from annota.server.schema import migrate as migrations
+from annota.server.schema.history import history
+from annota.urls import DatabaseURL
+from tests.conftest import Annota, make_env, sqlalchemy_url
+
+HIST = history()
+OLDER = [t.release for t in HIST.tags if t.revision != HIST.head.revision]
+UNREACHABLE_ENGINE = {"ANNOTA_ELASTICSEARCH": "http://127.0.0.1:1"}
+ODD_DIR = "odd dir ?#%é"
+PASSWORD = "a-long-enough-password\n"
+
+# command -> exit code on a database at head ("ok"); None: not run at head (it would serve)
+COMMANDS: dict[tuple[str, ...], int | None] = {
+    ("server", "database", "revisions"): 0,
+    ("server", "database", "current"): 0,
+    ("server", "database", "check"): 0,
+    ("server", "database", "migrate"): 0,
+    ("server", "database", "migrate", "--sql"): 2,  # SQLite only in this matrix
+    ("server", "database", "backfills", "list"): 0,
+    ("server", "database", "backfills", "status"): 0,
+    ("server", "database", "backfills", "run", "record-status", "--all"): 0,
+    ("server", "database", "backfills", "cancel"): 0,
+    ("server", "database", "async-migrations", "list"): 0,
+    ("server", "database", "async-migrations", "run"): 0,
+    ("server", "database", "users", "list"): 0,
+    ("server", "database", "users", "create", "--username", "ana", "--password-stdin"): 0,
+    ("server", "search-engine", "status"): 8,  # the engine is unreachable on purpose
+    ("server", "search-engine", "reindex"): 8,
+    ("server", "worker"): 2,  # no ANNOTA_REDIS_URL
+    ("server", "start"): None,
+}
+READ_ONLY = {("server", "database", c) for c in ("revisions", "current", "check")}
+
+
+def expected(command: tuple[str, ...], state: str) -> int | None:
+    """The documented exit code of ``command`` on a database in ``state``."""
+    if command == ("server", "database", "migrate", "--sql"):
+        return 2  # SQLite: said before the database is even read
+    if command == ("server", "worker"):
+        return 2  # its missing setting is said first
+    if state == "corrupt":
+        return 5
+    if command in READ_ONLY - {("server", "database", "check")}:
+        return 0
+    if state == "head":
+        return COMMANDS[command]
+    if state in ("ahead", "foreign"):
+        return 4
+    if command == ("server", "database", "migrate"):
+        return 0  # none, empty, older: it migrates
+    return 3  # none, empty, older: behind; run migrate
+
+
+def sqlite_template(root: Path, state: str) -> Path | None:
+    """A SQLite file in ``state`` (None for no file), built once per session."""
+    path = root / f"{state}.db"
+    if state == "none" or path.exists():
+        return None if state == "none" else path
+    if state == "empty":
+        path.touch()
+    elif state == "corrupt":
+        path.write_bytes(b"SQLite format 2\x00" + bytes(range(256)) * 8)
+    elif state == "foreign":
+        with sqlite3.connect(path) as con:
+            con.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+            con.execute("INSERT INTO customers (name) VALUES ('Ada'), ('Grace')")
+        con.close()
+    else:
+        target = "head" if state in ("head", "ahead") else state
+        settings = Settings.from_env({"ANNOTA_DATABASE_URL": DatabaseURL.for_sqlite_file(path).raw})
+        migrations.migrate(settings, target)
+        if state == "ahead":
+            with sqlite3.connect(path) as con:
+                con.execute("UPDATE alembic_version SET version_num = 'ffffffffffff'")
+            con.close()
+    return path
+
+
+def snapshot(path: Path) -> object:
+    """What the database holds: nothing, raw bytes (not a database), or a logical dump."""
+    if not path.exists():
+        return None
+    try:
+        con = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+        try:
+            return list(con.iterdump())
+        finally:
+            con.close()
+    except sqlite3.DatabaseError:
+        return path.read_bytes()
+
+
+@pytest.fixture(scope="session")
+def templates(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("states")
+
+
+STATES = ["none", "empty", "corrupt", "foreign", "ahead", "head", *OLDER]
+
+
+@pytest.mark.parametrize("state", STATES)
+@pytest.mark.parametrize("command", list(COMMANDS), ids=lambda c: " ".join(c[1:4]))
+def test_every_command_in_every_sqlite_state(command, state, templates, tmp_path):
+    code = expected(command, state)
+    if code is None:
+        pytest.skip("at head, `start` serves: covered by the server tests")
+    path = tmp_path / ODD_DIR / "annota.db"
+    path.parent.mkdir()
+    template = sqlite_template(templates, state)
+    if template is not None:
+        shutil.copy(template, path)
+    # the default database, annota.db in ANNOTA_HOME, in a directory with an odd name
+    env = {**make_env(tmp_path, None), "ANNOTA_HOME": str(path.parent), **UNREACHABLE_ENGINE}
+    before = snapshot(path)
+    result = Annota(env).invoke(*command, input=PASSWORD)
+    assert result.exit_code == code, (state, result.output)
+    assert "Traceback" not in result.output
+    if code != 0:
+        lines = result.stderr.splitlines()
+        assert len(lines) == 1, lines
+        if code == 3 and command != ("server", "database", "check"):
+            assert "annota server database migrate" in lines[0]
+        assert snapshot(path) == before  # a refusal changes nothing
+    elif command in READ_ONLY:
+        assert snapshot(path) == before
+        assert path.exists() == (template is not None)  # reading never creates the file
+
+
+def test_migrate_refuses_another_applications_database(templates, tmp_path):
+    path = tmp_path / "foreign.db"
+    shutil.copy(sqlite_template(templates, "foreign"), path)
+    annota = Annota({**make_env(tmp_path, None),
+                     "ANNOTA_DATABASE_URL": DatabaseURL.for_sqlite_file(path).raw})
+    before = snapshot(path)
+    result = annota.invoke("server", "database", "migrate")
+    assert result.exit_code == 4
+    assert "another application's tables (customers)" in result.stderr
+    assert "no alembic_version" in result.stderr
+    assert snapshot(path) == before
+    current = annota.invoke("server", "database", "current", "--json")
+    assert '"state": "foreign"' in current.stdout
+
+
+# --- PostgreSQL: the states a server can be in ------------------------------------------
+
+PG_COMMANDS = [  # migrate last: where it succeeds, the state is no longer the one tested
+    ("server", "database", "current"), ("server", "database", "check"),
+    ("server", "database", "backfills", "list"), ("server", "database", "users", "list"),
+    ("server", "search-engine", "status"), ("server", "start"),
+    ("server", "database", "migrate")]
+
+
+def pg_snapshot(url: str) -> dict[str, object]:
+    db = sa.create_engine(sqlalchemy_url(url))
+    try:
+        with db.connect() as connection:
+            tables = sorted(sa.inspect(connection).get_table_names())
+            return {t: connection.execute(sa.text(f'SELECT * FROM "{t}" ORDER BY 1')).all()
+                    for t in tables}
+    finally:
+        db.dispose()
+
+
+def pg_state(url: str, state: str) -> None:
+    db = sa.create_engine(sqlalchemy_url(url))
+    try:
+        if state == "foreign":
+            with db.begin() as connection:
+                connection.exec_driver_sql("CREATE TABLE customers (id int PRIMARY KEY)")
+                connection.exec_driver_sql("INSERT INTO customers VALUES (1), (2)")
+        elif state != "empty":
+            migrations.migrate(Settings.from_env({"ANNOTA_DATABASE_URL": url}),
+                               "head" if state in ("head", "ahead") else state)
+            if state == "ahead":
+                with db.begin() as connection:
+                    connection.exec_driver_sql(
+                        "UPDATE alembic_version SET version_num = 'ffffffffffff'")
+    finally:
+        db.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("state", ["empty", "foreign", "ahead", "head", "1.7"])
+def test_every_command_in_every_postgresql_state(state, postgres_url, tmp_path):
+    pg_state(postgres_url, state)
+    env = {**make_env(tmp_path, postgres_url), **UNREACHABLE_ENGINE}
+    for command in PG_COMMANDS:
+        code = expected(command, state)
+        if code is None:
+            continue
+        before = pg_snapshot(postgres_url)
+        result = Annota(env).invoke(*command)
+        assert result.exit_code == code, (command, state, result.output)
+        assert "Traceback" not in result.output
+        if code != 0:
+            assert len(result.stderr.splitlines()) == 1, (command, result.stderr)
+            assert pg_snapshot(postgres_url) == before, command
+
+
+@pytest.mark.postgres
+def test_a_missing_postgresql_database_is_one_line(postgres_server_url, tmp_path):
+    url = postgres_server_url.rsplit("/", 1)[0] + "/annota_no_such_database"
+    result = Annota(make_env(tmp_path, url)).invoke("server", "database", "current")
+    assert result.exit_code == 5
+    assert result.stderr.count("\n") == 1 and "does not exist" in result.stderr
