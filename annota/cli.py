@@ -22,16 +22,39 @@ from annota.errors import AnnotaError
 
 
 class AnnotaGroup(click.Group):
-    """The root group: turns AnnotaError into a one-line message and an exit code."""
+    """The root group: turns AnnotaError into a one-line message and an exit code; with
+    ``--traceback``, and for any other exception (a bug), prints the traceback instead.
+    Whatever it prints has every secret of the settings masked."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
         except AnnotaError as exc:
             if ctx.params.get("traceback") or traceback_requested():
-                raise
-            click.echo(f"Error: {exc}", err=True)
+                _echo_traceback(ctx, exc)
+            else:
+                click.echo(f"Error: {_scrub(ctx, str(exc))}", err=True)
             ctx.exit(exc.exit_code)
+        except Exception as exc:  # a bug: its traceback, as Python would, but masked
+            _echo_traceback(ctx, exc)
+            ctx.exit(1)
+
+
+def _scrub(ctx: click.Context, text: str) -> str:
+    from annota.config import Settings
+    from annota.urls import scrub
+
+    settings = ctx.find_root().obj
+    return scrub(text, settings.secrets if isinstance(settings, Settings) else [])
+
+
+def _echo_traceback(ctx: click.Context, exc: BaseException) -> None:
+    import traceback
+
+    text = "".join(traceback.format_exception(exc))
+    click.echo(_scrub(ctx, text).rstrip("\n"), err=True)
 
 
 @click.group(cls=AnnotaGroup, context_settings={"help_option_names": ["-h", "--help"]})

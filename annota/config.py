@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from annota.errors import ConfigurationError
-from annota.urls import MASK, DatabaseURL, mask_url
+from annota.urls import MASK, DatabaseURL, encode_userinfo, mask_url, url_password
 
 SEARCH_ENGINES = ("elasticsearch", "opensearch")
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
@@ -96,7 +96,7 @@ def _choice(*choices: str) -> Callable[[str], str]:
 def _http_url(raw: str) -> str:
     from urllib.parse import urlsplit
 
-    url = _text(raw).rstrip("/")
+    url = encode_userinfo(_text(raw).rstrip("/"))
     parts = urlsplit(url)
     parts.port  # noqa: B018 - ValueError for a port that is not a number
     if parts.scheme not in ("http", "https") or not parts.hostname or " " in url:
@@ -107,13 +107,14 @@ def _http_url(raw: str) -> str:
 def _redis_url(raw: str) -> str:
     from urllib.parse import urlsplit
 
-    parts = urlsplit(_text(raw))
+    url = encode_userinfo(_text(raw))
+    parts = urlsplit(url)
     parts.port  # noqa: B018
-    if parts.scheme not in ("redis", "rediss", "unix") or " " in raw:
+    if parts.scheme not in ("redis", "rediss", "unix") or " " in url:
         raise ValueError
     if parts.scheme != "unix" and not parts.hostname:
         raise ValueError
-    return raw
+    return url
 
 
 def _index_prefix(raw: str) -> str:
@@ -145,15 +146,17 @@ class Setting(NamedTuple):
     expects: str  # completes "ANNOTA_X must be ..."
     meaning: str
     secret: bool = False  # never echo the value, even a malformed one
+    strip: bool = True  # paths keep their spaces: a directory may be named " x "
 
     @property
     def attribute(self) -> str:
         return self.variable.removeprefix("ANNOTA_").lower()
 
     def read(self, env: Mapping[str, str]) -> Any:
-        raw = env.get(self.variable, "").strip()
-        if not raw:
+        raw = env.get(self.variable, "")
+        if not raw.strip():
             return self.default
+        raw = raw.strip() if self.strip else raw
         try:
             return self.parse(raw)
         except ConfigurationError:
@@ -164,13 +167,15 @@ class Setting(NamedTuple):
 
 
 def _shown(raw: str) -> str:
+    if _CONTROL.search(raw):
+        return "(a value with a control character)"
     text = mask_url(raw)
     return repr(text if len(text) <= 80 else text[:77] + "...")
 
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("ANNOTA_HOME", _path, None, "a directory path (no control characters)",
-            "where annota keeps its files (`~/.annota`)"),
+            "where annota keeps its files (`~/.annota`)", strip=False),
     Setting("ANNOTA_DATABASE_URL", _text, None,
             "sqlite:///relative.db, sqlite:////abs/path.db or postgresql://user:pw@host/db",
             "the database (`sqlite:///$ANNOTA_HOME/annota.db`)"),
@@ -189,7 +194,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ANNOTA_ELASTICSEARCH_PASSWORD", _secret, None, "a password (no control characters)",
             "basic-auth password of the search engine", secret=True),
     Setting("ANNOTA_ELASTICSEARCH_CA_PATH", _path, None, "a file path (no control characters)",
-            "CA bundle for the search engine (system CAs)"),
+            "CA bundle for the search engine (system CAs)", strip=False),
     Setting("ANNOTA_ELASTICSEARCH_SSL_VERIFY", _flag, True, "true or false",
             "`false` turns TLS verification off"),
     Setting("ANNOTA_SEARCH_INDEX_PREFIX", _index_prefix, "annota",
@@ -240,7 +245,8 @@ class SearchSettings:
     @property
     def secrets(self) -> list[str]:
         """The secret values, for scrubbing engine messages."""
-        return [s.get_secret_value() for s in (self.password, self.api_key) if s]
+        return [s.get_secret_value() for s in (self.password, self.api_key) if s] + [
+            p for p in [url_password(self.url)] if p]
 
 
 @dataclass(frozen=True)
@@ -258,6 +264,15 @@ class Settings:
     server_host: str
     server_port: int
     new_user_api_key: Secret | None
+
+    @property
+    def secrets(self) -> list[str]:
+        """Every secret these settings hold, for scrubbing anything shown to a user."""
+        url = self.database_url
+        return [s for s in (url.password, url.raw_password, *self.search.secrets,
+                            url_password(self.redis_url or ""),
+                            self.new_user_api_key and self.new_user_api_key.get_secret_value())
+                if s]
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

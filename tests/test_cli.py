@@ -222,9 +222,14 @@ def test_wrong_password_is_masked(postgres_server_url, tmp_path):
 
 
 def test_traceback_flag_shows_the_exception(tmp_path):
-    annota = Annota(make_env(tmp_path, "mysql://a:b@h/d"))
-    with pytest.raises(Exception, match="unsupported database"):
-        annota.invoke("--traceback", "server", "database", "current")
+    annota = Annota(make_env(tmp_path, "mysql://a:b-s3cret@h/d"))
+    for result in (annota.invoke("--traceback", "server", "database", "current"),
+                   annota.invoke("server", "database", "current", ANNOTA_TRACEBACK="1")):
+        assert result.exit_code == 2
+        assert "Traceback (most recent call last)" in result.stderr
+        assert "ConfigurationError: ANNOTA_DATABASE_URL uses an unsupported database" in (
+            result.stderr)
+        assert "b-s3cret" not in result.output
 
 
 def test_a_held_migration_lock_times_out_with_a_clear_message(annota):

@@ -91,3 +91,10 @@ def test_a_revision_without_release_is_refused(tmp_path):
     (tmp_path / "x.py").write_text('revision = "abcd"\ndown_revision = None\n')
     with pytest.raises(AnnotaError, match="does not declare release"):
         History.load(tmp_path)
+
+
+def test_the_jobs_tables_revision_creates_them():
+    from annota.server.schema.history import JOBS_TABLES_REVISION
+
+    source = history().get(JOBS_TABLES_REVISION).path.read_text(encoding="utf-8")
+    assert '"backfill_jobs"' in source and '"async_migrations"' in source

@@ -55,13 +55,14 @@ def settings() -> Settings:
     return root.obj
 
 
-def open_database() -> tuple[Settings, Engine]:
+def open_database(*, at_least: str | None = None) -> tuple[Settings, Engine]:
     """The settings, and a SQLAlchemy engine on their database (dispose it when done),
-    once the schema is known to be at this code's head: on any other database the command
-    stops with one line saying what to run, having changed nothing."""
+    once the schema is known to be at this code's head (or at revision ``at_least`` or
+    later): on any other database the command stops with one line saying what to run,
+    having changed nothing."""
     from annota.server import db
     from annota.server.schema.migrate import ensure_at_head
 
     config = settings()
-    ensure_at_head(config)
+    ensure_at_head(config, at_least=at_least)
     return config, db.open_database(config.database_url)

@@ -16,6 +16,7 @@ from annota.commands.common import (
     settings,
 )
 from annota.errors import BackfillsFailedError, BackfillsUnfinishedError
+from annota.server.schema.history import JOBS_TABLES_REVISION
 
 # exit codes of `backfills status` (and `run` when it waits), for deploy scripts
 EXIT_DONE = 0
@@ -50,7 +51,7 @@ def list_jobs(status_: str | None, name: str | None, as_json: bool) -> None:
     """
     from annota.server.jobs.backfill_jobs import jobs
 
-    _, db = open_database()
+    _, db = open_database(at_least=JOBS_TABLES_REVISION)
     with db.connect() as connection:
         rows = jobs(connection, name=name, status=status_)
     db.dispose()
@@ -170,7 +171,7 @@ def status(name: str | None, dataset_id: str | None, as_json: bool) -> None:
     from annota.server.jobs.backfill_jobs import STATUSES, ensure_jobs, jobs
     from annota.server.jobs.backfills import BACKFILLS
 
-    _, db = open_database()
+    _, db = open_database(at_least=JOBS_TABLES_REVISION)
     with db.begin() as connection:
         for each in [name] if name else list(BACKFILLS):
             ensure_jobs(connection, each)
@@ -203,7 +204,7 @@ def cancel(name: str | None, dataset_id: str | None) -> None:
     """
     from annota.server.jobs.backfill_jobs import cancel as cancel_jobs
 
-    _, db = open_database()
+    _, db = open_database(at_least=JOBS_TABLES_REVISION)
     with db.begin() as connection:
         count = cancel_jobs(connection, name, dataset_id)
     db.dispose()
@@ -234,7 +235,7 @@ def list_async(as_json: bool) -> None:
     """
     from annota.server.schema.async_migrations import listing
 
-    _, db = open_database()
+    _, db = open_database(at_least=JOBS_TABLES_REVISION)
     with db.connect() as connection:
         rows = listing(connection)
     db.dispose()
@@ -261,7 +262,7 @@ def run_async(name: str | None) -> None:
     """
     from annota.server.schema import async_migrations as am
 
-    _, db = open_database()
+    _, db = open_database(at_least=JOBS_TABLES_REVISION)
     try:
         rows = am.run(db, name)
     finally:

@@ -20,11 +20,11 @@ class ElasticsearchEngine(SearchEngine):
 
     def _client(self) -> Elasticsearch:
         s = self.settings
+        url, headers = self.endpoint()
         return Elasticsearch(
-            hosts=[s.url],
+            hosts=[url],
+            headers=headers,
             api_key=s.api_key.get_secret_value() if s.api_key else None,
-            basic_auth=(s.username, s.password.get_secret_value() if s.password else "")
-            if s.username else None,
             ca_certs=str(s.ca_path) if s.ca_path else None,
             verify_certs=s.verify_certs,
             request_timeout=120,

@@ -8,15 +8,18 @@ product check, vector field type, kNN query shape) live in ``elasticsearch.py`` 
 
 from __future__ import annotations
 
+import base64
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import unquote
 
 from annota.config import SearchSettings
 from annota.errors import SearchEngineError, SearchEngineUnreachableError
 from annota.search.errors import describe_error, scrub
+from annota.urls import split_userinfo
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,22 @@ class SearchEngine(ABC):
     @property
     def prefix(self) -> str:
         return self.settings.index_prefix
+
+    def endpoint(self) -> tuple[str, dict[str, str]]:
+        """The URL without its user info, and the basic-auth header (UTF-8, so a password
+        may hold any character) from the user info or the username and password settings.
+        Written once here: the two clients would each encode credentials their own way."""
+        s = self.settings
+        scheme, _, rest = s.url.partition("://")
+        user, password, after = split_userinfo(rest)
+        if s.username:
+            user, password = s.username, s.password.get_secret_value() if s.password else ""
+        elif user is not None:
+            user, password = unquote(user), unquote(password or "")
+        if user is None:
+            return f"{scheme}://{after}", {}
+        token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+        return f"{scheme}://{after}", {"authorization": f"Basic {token}"}
 
     # -- what differs between the engines ---------------------------------------------
     @abstractmethod

@@ -5,16 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from annota.config import SearchSettings
-from annota.urls import MASK, mask_url
+from annota.urls import scrub as scrub_secrets
 
 
 def scrub(settings: SearchSettings, exc: BaseException) -> str:
     """The first line of an exception, with every secret of ``settings`` masked."""
     lines = str(exc).strip().splitlines()
-    text = mask_url(lines[0] if lines else type(exc).__name__)
-    for secret in settings.secrets:
-        text = text.replace(secret, MASK)
-    return text
+    return scrub_secrets(lines[0] if lines else type(exc).__name__, settings.secrets)
 
 
 def describe_error(status: Any, body: Any) -> str:

@@ -23,10 +23,10 @@ class OpenSearchEngine(SearchEngine):
 
     def _client(self) -> OpenSearch:
         s = self.settings  # an API key with OpenSearch is refused by the settings
+        url, headers = self.endpoint()
         return OpenSearch(
-            hosts=[s.url],
-            http_auth=(s.username, s.password.get_secret_value() if s.password else "")
-            if s.username else None,
+            hosts=[url],
+            headers=headers,
             ca_certs=str(s.ca_path) if s.ca_path else None,
             verify_certs=s.verify_certs,
             ssl_show_warn=s.verify_certs,

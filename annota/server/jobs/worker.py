@@ -11,7 +11,7 @@ from annota.config import Settings
 from annota.errors import ConfigurationError, RedisUnreachableError
 from annota.server.jobs.runner import QUEUE_NAME
 from annota.server.schema.migrate import ensure_at_head
-from annota.urls import mask_url
+from annota.urls import mask_url, scrub, url_password
 
 
 def _work(url: str, index: int, burst: bool) -> None:
@@ -61,4 +61,5 @@ def _check_redis(url: str) -> None:
     try:
         Redis.from_url(url, socket_connect_timeout=5).ping()
     except (RedisError, ValueError) as exc:
-        raise RedisUnreachableError(f"cannot reach Redis at {mask_url(url)}: {exc}") from None
+        reason = scrub(str(exc), [url_password(url) or ""])
+        raise RedisUnreachableError(f"cannot reach Redis at {mask_url(url)}: {reason}") from None

@@ -20,6 +20,10 @@ from annota.errors import AnnotaError, UnknownRevisionError
 VERSIONS_DIR = Path(__file__).resolve().parents[2] / "alembic" / "versions"
 _FIELDS = ("revision", "down_revision", "release", "data_loss")
 
+# the revision that creates the operational tables (backfill_jobs, async_migrations):
+# commands that only read or cancel jobs work from here on, not only at head
+JOBS_TABLES_REVISION = "11b5d9c26e5c"
+
 
 @dataclass(frozen=True)
 class Revision:

@@ -121,10 +121,15 @@ def status(settings: Settings) -> DatabaseStatus:
     return status_of(url, db.read_state(url))
 
 
-def ensure_at_head(settings: Settings) -> DatabaseStatus:
-    """The status, if the schema is at this code's head; else one clear error saying what
-    to run. Reads without changing anything (nor creating a missing SQLite file)."""
+def ensure_at_head(settings: Settings, *, at_least: str | None = None) -> DatabaseStatus:
+    """The status, if the schema is at this code's head (or, with ``at_least``, at that
+    revision or later); else one clear error saying what to run. Reads without changing
+    anything (nor creating a missing SQLite file)."""
     state = status(settings)
+    hist = history()
+    if (at_least is not None and state.state == BEHIND
+            and hist.position(state.current) >= hist.position(at_least)):
+        return state
     where = f"the database at {state.database}"
     if state.state == AHEAD:
         raise SchemaAheadError(
