@@ -97,7 +97,16 @@ class AsyncMigrationError(AnnotaError):
 
 
 class InvalidInputError(AnnotaError):
-    """Input that does not fit the dataset's settings (the HTTP API answers 422)."""
+    """Input that does not fit the dataset's settings (the HTTP API answers 422 with each
+    problem's location)."""
+
+    def __init__(self, message: str, problems: list[dict] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or [{"loc": [], "msg": message}]
+
+
+class ConflictError(AnnotaError):
+    """What the request would create exists already (the HTTP API answers 409)."""
 
 
 class NotFoundError(AnnotaError):

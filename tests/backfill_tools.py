@@ -56,6 +56,8 @@ def legacy_database(settings: Settings, db: sa.Engine, *, extra_records: int = 0
                              distribution={"strategy": "overlap", "min_submitted": minimum},
                              **STAMP)
             ids[name] = dataset
+            insert(connection, "fields", name="text", title="Text", required=True,
+                   settings={"type": "text"}, dataset_id=dataset, **STAMP)
             insert(connection, "questions", name="label", title="Label", required=True,
                    settings={"type": "label_selection", "options": ["a", "b"]},
                    dataset_id=dataset, **STAMP)

@@ -119,7 +119,8 @@ def test_limit_skip_and_force_accounting(sqlite_annota, tmp_path):
         workspace = connection.execute(sa.select(m.Workspace.id)).scalar_one()
         datasets.create_dataset(connection, workspace_id=workspace, name="later",
                                 fields=[{"name": "text", "type": "text"}],
-                                questions=[{"name": "label", "type": "label_selection"}])
+                                questions=[{"name": "label", "type": "label_selection",
+                                            "options": ["a", "b"]}])
     db.dispose()
 
     def run(*args: str) -> dict:

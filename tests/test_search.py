@@ -8,9 +8,13 @@ import signal
 import threading
 import time
 
+import sqlalchemy as sa
+
 from annota.search import maintenance
 from annota.search import reindex as reindexing
 from annota.search.mapping import MAPPING_VERSION
+from annota.server.db import open_database
+from annota.server.domain import models as m
 from tests.conftest import Annota, make_env
 from tests.search_tools import add_records, alias_of, create_dataset, engine_of, migrated
 
@@ -100,6 +104,19 @@ def test_search_keeps_answering_and_writes_are_not_lost_during_a_reindex(search_
     assert {h["_id"] for h in found} == {str(i) for i in late}
 
 
+def corrupt_vectors(settings, record_ids, *, dims: int) -> None:  # noqa: ANN001
+    """Vectors the import would refuse, written behind its back (old releases did not
+    check), so the engine is the one to reject them."""
+    db = open_database(settings.database_url)
+    try:
+        with db.begin() as connection:
+            connection.execute(sa.update(m.Vector.__table__)
+                               .where(m.Vector.record_id.in_(record_ids))
+                               .values(value=[0.5] * dims))
+    finally:
+        db.dispose()
+
+
 def test_rejected_documents_are_reported_and_fail_the_run(search_env, tmp_path):
     settings = migrated(search_env)
     dataset = create_dataset(settings, 40)
@@ -107,7 +124,8 @@ def test_rejected_documents_are_reported_and_fail_the_run(search_env, tmp_path):
     assert annota.run("server", "search-engine", "reindex").returncode == 0
     engine, alias = engine_of(settings), alias_of(settings, dataset)
     (old,) = engine.alias_indices(alias)
-    bad = add_records(settings, dataset, range(100, 103), dims=7)  # wrong vector size
+    bad = add_records(settings, dataset, range(100, 103))
+    corrupt_vectors(settings, bad, dims=7)  # as a legacy writer left them: the wrong size
     report = tmp_path / "rejected.jsonl"
     result = annota.run("server", "search-engine", "reindex", "--report", str(report))
     assert result.returncode == 10, result.stderr

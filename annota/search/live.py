@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -45,6 +46,56 @@ def index_records(engine: SearchEngine, connection: sa.Connection, dataset_id: A
             indexed += len(docs)
     engine.refresh(alias)
     return indexed
+
+
+def imported_and_indexed(db: sa.Engine, engine: SearchEngine, dataset_id: Any,
+                         write: Callable[[sa.Connection], list[uuid.UUID]]
+                         ) -> tuple[list[uuid.UUID], int]:
+    """``write(connection)`` and the indexing of the records it returns, all or nothing.
+
+    Both happen in one database transaction, which commits only once the index has every
+    document. If indexing fails, nothing is committed, and the documents already sent are
+    put back as the database has them (removed, or their old version); a client that sends
+    the import again creates no duplicate. Should the engine fail that too, `annota server
+    search-engine reindex --dataset-id ID` rebuilds the index from the database.
+    """
+    with db.connect() as connection:
+        transaction = connection.begin()
+        ids: list[uuid.UUID] = []
+        try:
+            ids = write(connection)
+            indexed = index_records(engine, connection, dataset_id, ids)
+            transaction.commit()
+        except BaseException as exc:
+            if transaction.is_active:
+                transaction.rollback()
+            if ids:
+                _restore(db, engine, dataset_id, ids)
+            if isinstance(exc, SearchEngineError):
+                raise SearchEngineError(f"{exc}; nothing was stored: send the import again"
+                                        ) from exc
+            raise
+    return ids, indexed
+
+
+def _restore(db: sa.Engine, engine: SearchEngine, dataset_id: Any,
+             ids: list[uuid.UUID]) -> None:
+    """Best effort: the index made to match the database again for ``ids``."""
+    try:
+        with db.connect() as connection:
+            schema = load_schema(connection, dataset_id)
+            docs = documents_for(connection, schema, ids)
+        alias = alias_name(engine.prefix, dataset_id)
+        kept = {doc["id"] for doc in docs}
+        operations: list[dict] = [{"delete": {"_index": alias, "_id": str(i)}}
+                                  for i in ids if str(i) not in kept]
+        for doc in docs:
+            operations += [{"index": {"_index": alias, "_id": doc["id"]}}, doc]
+        if operations and engine.alias_indices(alias):
+            engine.bulk(operations)
+            engine.refresh(alias)
+    except Exception:  # noqa: BLE001, S110 - the caller's error is the one to report
+        pass
 
 
 def search_records(engine: SearchEngine, dataset_id: Any, *, text: str | None = None,

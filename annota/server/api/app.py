@@ -1,7 +1,9 @@
 """The HTTP API: an ASGI app (FastAPI) over the same library the command line uses.
 
 Every endpoint but health and readiness needs ``X-Annota-Api-Key``. Missing or wrong key:
-401; a role without the right: 403; bad input: 422 saying what is wrong.
+401; a role without the right: 403; bad input: 422 with the location of each problem, and
+nothing stored; what exists already: 409; a database or search engine that fails: 503.
+No request is a 500: input is checked whole before anything is written.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from annota import __version__
 from annota.config import Settings
 from annota.errors import (
     AnnotaError,
+    ConflictError,
     DatabaseUnreachableError,
     InvalidInputError,
     NotFoundError,
@@ -34,6 +37,7 @@ from annota.server.db import open_database
 from annota.server.domain import datasets
 from annota.server.domain import models as m
 from annota.server.domain.users import user_by_api_key, workspace_ids_of
+from annota.server.domain.validation import DatasetSettings, check_search
 from annota.server.schema import migrate as migrations
 
 API = "/api/v1"
@@ -51,10 +55,15 @@ def create_app(settings: Settings) -> FastAPI:
             connected["search"] = connect(settings.search)
         return connected["search"]
 
-    for error, status in ((NotFoundError, 404), (InvalidInputError, 422),
+    for error, status in ((NotFoundError, 404), (ConflictError, 409),
                           (SearchEngineError, 503), (DatabaseUnreachableError, 503),
                           (AnnotaError, 400)):
         app.add_exception_handler(error, _handler(status))
+    app.add_exception_handler(InvalidInputError, _invalid)
+    app.add_exception_handler(sa.exc.IntegrityError, _database_handler(
+        409, "the request conflicts with data stored meanwhile; nothing was changed"))
+    app.add_exception_handler(sa.exc.OperationalError, _database_handler(
+        503, "the database is unavailable or busy; nothing was changed, try again"))
 
     def current_user(x_annota_api_key: str | None = Header(default=None)) -> sa.Row:
         if not x_annota_api_key:
@@ -134,7 +143,7 @@ def create_app(settings: Settings) -> FastAPI:
         with db.begin() as connection:
             if connection.execute(sa.select(m.Workspace.id)
                                   .where(m.Workspace.name == body.name)).first():
-                raise InvalidInputError(f"a workspace named {body.name!r} exists already")
+                raise ConflictError(f"a workspace named {body.name!r} exists already")
             return {"id": str(datasets.create_workspace(connection, body.name)),
                     "name": body.name}
 
@@ -159,7 +168,9 @@ def create_app(settings: Settings) -> FastAPI:
         with db.begin() as connection:
             if connection.execute(sa.select(m.Workspace.id)
                                   .where(m.Workspace.id == body.workspace_id)).first() is None:
-                raise InvalidInputError(f"no workspace with id {body.workspace_id}")
+                raise InvalidInputError(
+                    f"no workspace with id {body.workspace_id}",
+                    [{"loc": ["body", "workspace_id"], "msg": "no such workspace"}])
             dataset_id = datasets.create_dataset(
                 connection, workspace_id=body.workspace_id, name=body.name,
                 fields=body.fields, questions=body.questions,
@@ -189,12 +200,13 @@ def create_app(settings: Settings) -> FastAPI:
     @app.post(f"{API}/datasets/{{dataset_id}}/records", status_code=201)
     def import_records(dataset_id: uuid.UUID, body: RecordsIn,
                        user: sa.Row = Depends(role("owner", "admin"))) -> dict[str, Any]:
-        from annota.search.live import index_records
+        """All or nothing: the records are written and indexed in one transaction, which
+        commits only once the index has them; otherwise nothing is stored (503)."""
+        from annota.search.live import imported_and_indexed
 
-        with db.begin() as connection:
-            ids = datasets.import_records(connection, dataset_id, body.records)
-        with db.connect() as connection:
-            indexed = index_records(search_engine(), connection, dataset_id, ids)
+        ids, indexed = imported_and_indexed(
+            db, search_engine(), dataset_id,
+            lambda connection: datasets.import_records(connection, dataset_id, body.records))
         return {"ids": [str(i) for i in ids], "indexed": indexed}
 
     @app.post(f"{API}/datasets/{{dataset_id}}/records/search")
@@ -204,6 +216,7 @@ def create_app(settings: Settings) -> FastAPI:
 
         with db.connect() as connection:
             visible_dataset(connection, user, dataset_id)
+            check_search(DatasetSettings.load(connection, dataset_id), body.terms, body.ranges)
         hits = run_search(search_engine(), dataset_id, text=body.text, terms=body.terms,
                           ranges=body.ranges, limit=body.limit)
         return {"items": hits, "count": len(hits)}
@@ -229,6 +242,9 @@ def create_app(settings: Settings) -> FastAPI:
                        user: sa.Row = Depends(role("owner"))) -> dict[str, Any]:
         from annota.server.jobs import backfill_jobs as jobs
 
+        if status is not None and status.upper() not in jobs.STATUSES:
+            raise InvalidInputError(f"status must be one of {', '.join(jobs.STATUSES)}", [
+                {"loc": ["query", "status"], "msg": f"one of {', '.join(jobs.STATUSES)}"}])
         with db.connect() as connection:
             rows = jobs.jobs(connection, name=name, status=status,
                              dataset_id=str(dataset_id) if dataset_id else None)
@@ -259,4 +275,18 @@ def _job(row: dict[str, Any]) -> dict[str, Any]:
 def _handler(status: int):  # noqa: ANN202
     async def handle(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=status)
+    return handle
+
+
+async def _invalid(request: Request, exc: InvalidInputError) -> JSONResponse:
+    """422 in FastAPI's own shape: each problem with its location in the request."""
+    problems = [{"loc": ["body", *p["loc"]] if p["loc"] and p["loc"][0] != "body"
+                 else p["loc"], "msg": p["msg"], "type": "value_error"}
+                for p in exc.problems]
+    return JSONResponse({"detail": problems}, status_code=422)
+
+
+def _database_handler(status: int, message: str):  # noqa: ANN202
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": message}, status_code=status)
     return handle

@@ -1,42 +1,86 @@
-"""Request bodies of the HTTP API: pydantic models, validated before any handler runs."""
+"""Request bodies of the HTTP API: pydantic models, validated before any handler runs.
+
+Text anywhere in a request may not hold a NUL character and numbers must be finite: the
+databases refuse both, and a refusal there would be a 500 after part of the work.
+"""
 
 from __future__ import annotations
 
+import math
 import uuid
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
 
 
-class WorkspaceIn(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
+def storable(value: Any) -> Any:
+    """Refuse what no database stores: NUL in text, NaN and infinities (JSON allows them
+    only as Python's extension, but the request parser accepts it)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("text may not contain a NUL character")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("numbers must be finite")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            storable(key)
+            storable(item)
+    elif isinstance(value, list):
+        for item in value:
+            storable(item)
+    return value
 
 
-class DatasetIn(BaseModel):
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S"),
+                 AfterValidator(storable)]
+Document = Annotated[dict[str, Any], AfterValidator(storable)]
+Term = Annotated[StrictStr | StrictInt | StrictFloat, AfterValidator(storable)]
+Bound = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class Body(BaseModel):
+    model_config = {"extra": "forbid"}  # a misspelt key is an error, not ignored
+
+
+class WorkspaceIn(Body):
+    name: Name
+
+
+class DatasetIn(Body):
     workspace_id: uuid.UUID
-    name: str = Field(min_length=1, max_length=200)
-    guidelines: str | None = None
-    fields: list[dict[str, Any]] = Field(min_length=1)
-    questions: list[dict[str, Any]] = Field(default_factory=list)
-    metadata_properties: list[dict[str, Any]] = Field(default_factory=list)
-    vector_settings: list[dict[str, Any]] = Field(default_factory=list)
-    min_submitted: int = Field(default=1, ge=1)
+    name: Name
+    guidelines: Annotated[str | None, AfterValidator(storable)] = None
+    fields: list[Document] = Field(min_length=1, max_length=500)
+    questions: list[Document] = Field(default_factory=list, max_length=500)
+    metadata_properties: list[Document] = Field(default_factory=list, max_length=500)
+    vector_settings: list[Document] = Field(default_factory=list, max_length=50)
+    min_submitted: int = Field(default=1, ge=1, le=1000)
 
 
-class RecordsIn(BaseModel):
-    records: list[dict[str, Any]] = Field(min_length=1, max_length=10_000)
+class RecordsIn(Body):
+    records: list[Document] = Field(min_length=1, max_length=10_000)
 
 
-class SearchIn(BaseModel):
-    text: str | None = None
-    terms: dict[str, list[Any]] = Field(default_factory=dict)
-    ranges: dict[str, dict[str, float]] = Field(default_factory=dict)
+class SearchIn(Body):
+    text: Annotated[str | None, Field(max_length=10_000), AfterValidator(storable)] = None
+    terms: dict[str, list[Term]] = Field(default_factory=dict)
+    ranges: dict[str, dict[Literal["gte", "gt", "lte", "lt"], Bound]] = Field(
+        default_factory=dict)
     limit: int = Field(default=20, ge=1, le=1000)
 
 
-class BackfillRunIn(BaseModel):
+class BackfillRunIn(Body):
     dataset_id: uuid.UUID | None = None
-    limit: int | None = Field(default=None, ge=1)
+    limit: int | None = Field(default=None, ge=1, le=1_000_000)
     all: bool = False
     force: bool = False
     batch_size: int = Field(default=1000, ge=1, le=100_000)
@@ -48,6 +92,6 @@ class BackfillRunIn(BaseModel):
         return self
 
 
-class BackfillCancelIn(BaseModel):
-    name: str | None = None
+class BackfillCancelIn(Body):
+    name: Name | None = None
     dataset_id: uuid.UUID | None = None

@@ -1,8 +1,9 @@
 """Workspaces, datasets with their settings, and bulk record import.
 
 Plain SQLAlchemy Core over the models' tables: the HTTP API, the tests and the benchmarks
-create data through these functions. Record import inserts records, responses,
-suggestions and vectors in one executemany per table.
+create data through these functions. Input is checked whole against the dataset's
+settings first (``validation.py``), so a bad request writes nothing. Record import
+inserts records, responses, suggestions and vectors in one executemany per table.
 """
 
 from __future__ import annotations
@@ -13,14 +14,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from annota.errors import InvalidInputError, NotFoundError
+from annota.errors import ConflictError, NotFoundError
 from annota.server.domain import models as m
-
-QUESTION_TYPES = ("label_selection", "multi_label_selection", "rating", "text", "ranking",
-                  "span")
-METADATA_TYPES = ("terms", "integer", "float")
-FIELD_TYPES = ("text", "image", "chat", "custom")
-RESPONSE_STATUSES = ("draft", "submitted", "discarded")
+from annota.server.domain.validation import (
+    DatasetSettings,
+    check_dataset_settings,
+    check_records,
+    user_ids_in,
+)
 
 
 def _stamped(**values: Any) -> dict[str, Any]:
@@ -47,7 +48,15 @@ def create_dataset(
     min_submitted: int = 1,
 ) -> uuid.UUID:
     """A ready dataset. Settings are dicts: ``{"name", "title"?, "type", ...}``;
-    vector settings ``{"name", "dimensions"}``."""
+    vector settings ``{"name", "dimensions"}``. Checked whole before anything is written;
+    a dataset of the same name in the workspace is a ``ConflictError``."""
+    fields, questions = list(fields), list(questions)
+    metadata_properties, vector_settings = list(metadata_properties), list(vector_settings)
+    check_dataset_settings(fields, questions, metadata_properties, vector_settings)
+    taken = connection.execute(sa.select(m.Dataset.id).where(
+        m.Dataset.workspace_id == workspace_id, m.Dataset.name == name)).first()
+    if taken:
+        raise ConflictError(f"the workspace has a dataset named {name!r} already")
     dataset = _stamped(
         name=name, guidelines=guidelines, status="ready", workspace_id=workspace_id,
         distribution={"strategy": "overlap", "min_submitted": min_submitted},
@@ -56,42 +65,27 @@ def create_dataset(
     connection.execute(sa.insert(m.Dataset.__table__), dataset)
     rows: list[tuple[sa.Table, dict]] = []
     for f in fields:
-        _check_type("field", f, FIELD_TYPES)
         rows.append((m.Field.__table__, _stamped(
             name=f["name"], title=f.get("title", f["name"]), required=f.get("required", True),
             settings={"type": f["type"]}, dataset_id=dataset["id"])))
     for q in questions:
-        _check_type("question", q, QUESTION_TYPES)
         settings = {k: v for k, v in q.items() if k not in ("name", "title", "required",
                                                               "description")}
         rows.append((m.Question.__table__, _stamped(
             name=q["name"], title=q.get("title", q["name"]), description=q.get("description"),
             required=q.get("required", True), settings=settings, dataset_id=dataset["id"])))
     for p in metadata_properties:
-        _check_type("metadata property", p, METADATA_TYPES)
         rows.append((m.MetadataProperty.__table__, _stamped(
             name=p["name"], title=p.get("title", p["name"]), settings={"type": p["type"]},
             allowed_roles=p.get("allowed_roles", ["owner", "admin", "annotator"]),
             dataset_id=dataset["id"])))
     for v in vector_settings:
-        if int(v.get("dimensions", 0)) < 1:
-            raise InvalidInputError(f"vector setting {v.get('name')!r} needs dimensions >= 1")
         rows.append((m.VectorSettings.__table__, _stamped(
             name=v["name"], title=v.get("title", v["name"]), dimensions=int(v["dimensions"]),
             dataset_id=dataset["id"])))
     for table, row in rows:
         connection.execute(sa.insert(table), row)
     return dataset["id"]
-
-
-def _check_type(what: str, item: dict, allowed: tuple[str, ...]) -> None:
-    if not item.get("name"):
-        raise InvalidInputError(f"a {what} needs a name")
-    if item.get("type") not in allowed:
-        raise InvalidInputError(
-            f"{what} {item['name']!r} has type {item.get('type')!r}; "
-            f"expected one of {', '.join(allowed)}"
-        )
 
 
 def dataset_row(connection: sa.Connection, dataset_id: uuid.UUID | str) -> sa.Row:
@@ -120,50 +114,50 @@ def import_records(
     A record is ``{"fields": {...}, "metadata"?: {...}, "external_id"?: str,
     "responses"?: [{"user_id", "values": {question: {"value": v}}, "status"}],
     "suggestions"?: [{"question", "value", "score"?, "agent"?}],
-    "vectors"?: {setting name: [floats]}}``.
+    "vectors"?: {setting name: [floats]}}``. Every record is checked against the dataset's
+    settings before anything is written. A record whose ``external_id`` the dataset has
+    already is updated in place: its fields and metadata, and the responses, suggestions
+    and vectors it brings, replacing those of the same user, question or vector setting.
+    So re-sending an import (a client that retries) never duplicates a record.
     """
     dataset_row(connection, dataset_id)
-    questions = _names(connection, m.Question, dataset_id)
-    vectors = _names(connection, m.VectorSettings, dataset_id)
+    settings = DatasetSettings.load(connection, dataset_id, user_ids_in(records))
+    check_records(settings, records)
+    known = _records_by_external_id(
+        connection, dataset_id, [r["external_id"] for r in records if r.get("external_id")])
     tables: dict[sa.Table, list[dict]] = {
         m.Record.__table__: [], m.Response.__table__: [], m.Suggestion.__table__: [],
         m.Vector.__table__: [],
     }
+    updated: list[dict] = []
     ids = []
     for record in records:
-        if not isinstance(record.get("fields"), dict) or not record["fields"]:
-            raise InvalidInputError("every record needs a non-empty 'fields' object")
-        row = _stamped(fields=record["fields"], metadata=record.get("metadata"),
-                       external_id=record.get("external_id"), dataset_id=dataset_id)
-        ids.append(row["id"])
-        tables[m.Record.__table__].append(row)
-        for response in record.get("responses", ()):
-            unknown = set(response.get("values") or {}) - set(questions)
-            if unknown:
-                raise InvalidInputError(f"response to unknown questions: {sorted(unknown)}")
-            try:
-                user_id = uuid.UUID(str(response["user_id"]))
-            except (KeyError, ValueError):
-                raise InvalidInputError("every response needs a user_id (a UUID)") from None
-            if response.get("status", "submitted") not in RESPONSE_STATUSES:
-                raise InvalidInputError(f"response status must be one of "
-                                        f"{', '.join(RESPONSE_STATUSES)}")
+        record_id = known.get(record.get("external_id"))
+        values = {"fields": record["fields"], "metadata": record.get("metadata")}
+        if record_id is None:
+            row = _stamped(external_id=record.get("external_id"), dataset_id=dataset_id,
+                           **values)
+            record_id = row["id"]
+            tables[m.Record.__table__].append(row)
+        else:
+            updated.append({"record_id": record_id, "updated_at": m.utcnow(), **values})
+        ids.append(record_id)
+        for response in record.get("responses") or ():
             tables[m.Response.__table__].append(_stamped(
                 values=response.get("values"), status=response.get("status", "submitted"),
-                record_id=row["id"], user_id=user_id))
-        for suggestion in record.get("suggestions", ()):
-            if suggestion.get("question") not in questions:
-                raise InvalidInputError(f"suggestion for unknown question "
-                                        f"{suggestion.get('question')!r}")
+                record_id=record_id, user_id=uuid.UUID(str(response["user_id"]))))
+        for suggestion in record.get("suggestions") or ():
             tables[m.Suggestion.__table__].append(_stamped(
                 value=suggestion["value"], score=suggestion.get("score"),
                 agent=suggestion.get("agent"), type=suggestion.get("type", "model"),
-                record_id=row["id"], question_id=questions[suggestion["question"]]))
+                record_id=record_id,
+                question_id=settings.questions[suggestion["question"]][0]))
         for name, value in (record.get("vectors") or {}).items():
-            if name not in vectors:
-                raise InvalidInputError(f"vector for unknown vector setting {name!r}")
             tables[m.Vector.__table__].append(_stamped(
-                value=value, record_id=row["id"], vector_settings_id=vectors[name]))
+                value=value, record_id=record_id,
+                vector_settings_id=settings.vectors[name][0]))
+    if updated:
+        _replace(connection, updated, tables)
     for table, rows in tables.items():
         if rows:
             connection.execute(sa.insert(table), rows)
@@ -172,3 +166,36 @@ def import_records(
 
         refresh_derived(connection, dataset_id, ids)  # a finished backfill stays true
     return ids
+
+
+def _records_by_external_id(connection: sa.Connection, dataset_id: uuid.UUID,
+                            external_ids: list[str]) -> dict[str, uuid.UUID]:
+    records = m.Record.__table__
+    found: dict[str, uuid.UUID] = {}
+    for start in range(0, len(external_ids), 1000):
+        found.update(connection.execute(
+            sa.select(records.c.external_id, records.c.id).where(
+                records.c.dataset_id == dataset_id,
+                records.c.external_id.in_(external_ids[start:start + 1000]))).tuples().all())
+    return found
+
+
+def _replace(connection: sa.Connection, updated: list[dict],
+             children: dict[sa.Table, list[dict]]) -> None:
+    """Update records in place, and clear the children the import brings anew (one per
+    user, question, vector setting), so the inserts that follow replace them."""
+    records = m.Record.__table__
+    connection.execute(
+        sa.update(records).where(records.c.id == sa.bindparam("record_id"))
+        .values(fields=sa.bindparam("fields"), metadata=sa.bindparam("metadata"),
+                updated_at=sa.bindparam("updated_at")), updated)
+    mine = {row["record_id"] for row in updated}
+    for table, key in ((m.Response.__table__, "user_id"),
+                       (m.Suggestion.__table__, "question_id"),
+                       (m.Vector.__table__, "vector_settings_id")):
+        pairs = [{"r": row["record_id"], "k": row[key]}
+                 for row in children[table] if row["record_id"] in mine]
+        if pairs:
+            connection.execute(sa.delete(table).where(
+                table.c.record_id == sa.bindparam("r"), table.c[key] == sa.bindparam("k")),
+                pairs)
