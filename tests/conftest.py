@@ -269,3 +269,21 @@ def redis_url(redis_server_url: str):
     client.flushdb()
     yield redis_server_url
     client.flushdb()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def api(request, tmp_path_factory, elasticsearch_url):
+    """A live server with an owner and a dataset, one per test module and database."""
+    from tests.api_tools import live_api, pg_database
+
+    tmp = tmp_path_factory.mktemp(f"api-{request.param}")
+    if request.param == "sqlite":
+        with live_api(tmp, f"sqlite:///{tmp / 'annota.db'}", elasticsearch_url) as live:
+            yield live
+        return
+    url, drop = pg_database(request.getfixturevalue("postgres_server_url"))
+    try:
+        with live_api(tmp, url, elasticsearch_url) as live:
+            yield live
+    finally:
+        drop()

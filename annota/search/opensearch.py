@@ -117,7 +117,9 @@ class OpenSearchEngine(SearchEngine):
 
     def indices(self, pattern: str) -> dict[str, list[str]]:
         with self._call(f"list indices {pattern}"):
-            found = self.client.indices.get_alias(index=pattern, expand_wildcards="open")
+            # closed indices too: one that is closed still holds its alias, and must not be
+            # taken for missing (a second index would be made behind the same alias)
+            found = self.client.indices.get_alias(index=pattern, expand_wildcards="open,closed")
         return {name: sorted(entry.get("aliases", {})) for name, entry in found.items()}
 
     def update_aliases(self, actions: list[dict]) -> None:
