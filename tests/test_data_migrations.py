@@ -111,3 +111,38 @@ def test_last_activity_is_computed_from_records(settings, db):
         table = sa.Table("datasets", sa.MetaData(), autoload_with=connection)
         got = dict(connection.execute(sa.select(table.c.name, table.c.last_activity_at)).all())
     assert got == {"ds": later, "empty": T0}
+
+
+def test_a_nul_escape_blocks_jsonb_with_a_clear_error_and_a_fix(postgres_url, tmp_path):
+    from annota.config import Settings
+    from annota.server.schema.history import history
+    from tests.conftest import Annota, make_env
+
+    env = make_env(tmp_path, postgres_url)
+    settings = Settings.from_env(env)
+    move(settings, "1.8")
+    db = sa.create_engine(settings.database_url.sqlalchemy_url)
+    with db.begin() as connection:
+        ids = seed_dataset(connection, distribution=DISTRIBUTION, last_activity_at=T0)
+        dataset = ids["dataset"]
+        bad = insert(connection, "records", fields={"text": "bad\x00byte"},
+                     dataset_id=dataset, inserted_at=T0, updated_at=T0)
+        escaped = insert(connection, "records", fields={"text": "a\\u0000 as text"},
+                         dataset_id=dataset, inserted_at=T0, updated_at=T0)
+    annota = Annota(env)
+    refused = annota.run("server", "database", "migrate")
+    assert refused.returncode == 1
+    assert f"records.fields of record {bad}" in refused.stderr
+    assert "annota server database fix-json-nul" in refused.stderr
+    assert migrations.status(settings).current == history().resolve("1.8")
+
+    fixed = annota.run("server", "database", "fix-json-nul", "--yes")
+    assert fixed.returncode == 0 and "from 1 documents" in fixed.stdout, fixed.stderr
+    assert annota.run("server", "database", "migrate").returncode == 0
+    with db.connect() as connection:
+        texts = dict(connection.execute(sa.text(
+            "SELECT id, fields ->> 'text' FROM records")).tuples().all())
+    db.dispose()
+    assert texts[bad] == "badbyte"
+    assert texts[escaped] == "a\\u0000 as text"  # an escaped backslash is no NUL
+    assert texts[ids["record"]] == "hello"

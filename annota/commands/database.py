@@ -300,3 +300,51 @@ def migrate(
             f"Done in {total:.2f}s: the database is at "
             f"{_rev(state.current, state.current_release)}, {state.summary}."
         )
+
+
+@database.command("fix-json-nul")
+@yes_option
+def fix_json_nul(yes: bool) -> None:
+    """Remove the \\u0000 escapes that stop the 2.0 upgrade on PostgreSQL.
+
+    Release 1.x kept documents as `json`, which accepts \\u0000; 2.0 moves them to
+    `jsonb`, which does not. This lists the documents that hold it (records' fields and
+    metadata, response values, suggestion values), asks, and removes it from them in one
+    transaction. Nothing else changes.
+
+    \b
+    Example:
+      annota server database fix-json-nul --yes && annota server database migrate
+    """
+    from annota.server import db
+    from annota.server.schema import repairs
+    from annota.server.schema.history import DOCUMENTS_REVISION
+    from annota.server.schema.migrate import ensure_at_head
+
+    config = settings()
+    url = config.database_url
+    ensure_at_head(config, at_least=DOCUMENTS_REVISION)
+    if not db.dialect_for(url).refuses_nul_in_json:
+        click.echo("Nothing to repair: this database keeps documents as they were written.")
+        return
+    database = db.open_database(url)
+    try:
+        with db.connect(database, url) as connection, connection.begin():
+            found = repairs.find_nul_documents(connection)
+            if not found:
+                click.echo("No document holds \\u0000; nothing to repair.")
+                return
+            for document in found:
+                click.echo(f"  {document}")
+            question = f"Remove \\u0000 from these {len(found)} documents?"
+            if not yes:
+                if not sys.stdin.isatty():
+                    raise ConfirmationRequiredError(
+                        f"{len(found)} documents would change; pass --yes to consent")
+                if not click.confirm(question, err=True):
+                    raise AbortedError("nothing was changed")
+            changed = repairs.strip_nul(connection)
+    finally:
+        database.dispose()
+    click.echo(f"Removed \\u0000 from {changed} documents; run `annota server database "
+               "migrate` now.")

@@ -12,6 +12,7 @@ from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
 from annota.alembic.helpers import is_postgresql
+from annota.server.schema.repairs import refuse_nul_documents
 
 revision = "2dc006381611"
 down_revision = "dc70b5d40df7"
@@ -27,6 +28,8 @@ COLUMNS = [("records", "fields"), ("records", "metadata"), ("responses", "values
 def _convert(to: str) -> None:
     if not is_postgresql(op):
         return
+    if to == "jsonb" and not op.get_context().as_sql:
+        refuse_nul_documents(op.get_bind())  # one clear error, not the cast's
     new_type = JSONB() if to == "jsonb" else sa.JSON()
     for table, column in COLUMNS:
         op.alter_column(

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 class Dialect(ABC):
     name: str  # SQLAlchemy's name for it
+    refuses_nul_in_json = False  # jsonb cannot hold \u0000 (see schema/repairs.py)
     render_as_batch = False  # Alembic batch mode: rebuild tables to alter constraints
     batch_pause = 0.0  # seconds a backfill yields between batches to waiting writers
 
@@ -247,6 +248,7 @@ class SQLiteDialect(Dialect):
 
 class PostgreSQLDialect(Dialect):
     name = "postgresql"
+    refuses_nul_in_json = True
 
     def open_database(self, url: DatabaseURL, *, foreign_keys: bool = True) -> Engine:
         import sqlalchemy as sa

@@ -23,6 +23,8 @@ _FIELDS = ("revision", "down_revision", "release", "data_loss")
 # the revision that creates the operational tables (backfill_jobs, async_migrations):
 # commands that only read or cancel jobs work from here on, not only at head
 JOBS_TABLES_REVISION = "11b5d9c26e5c"
+# the revision that creates the last table of JSON documents (suggestions)
+DOCUMENTS_REVISION = "85fb5a1c553f"
 
 
 @dataclass(frozen=True)
