@@ -256,3 +256,15 @@ def test_unreachable_and_wrong_engines_are_one_line_and_an_exit_code(tmp_path, s
             assert message in result.stderr and "Traceback" not in result.stderr
             assert "Sup3r-s3cret" not in result.stderr
             assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_zero_datasets_is_nothing_to_do_not_a_crash(search_env):
+    migrated(search_env)
+    annota = Annota(search_env)
+    reindexed = annota.run("server", "search-engine", "reindex")
+    assert reindexed.returncode == 0, reindexed.stderr
+    assert "No datasets: nothing to reindex." in reindexed.stdout
+    as_json = annota.run("server", "search-engine", "reindex", "--json")
+    assert as_json.returncode == 0 and json.loads(as_json.stdout)["datasets"] == []
+    status = annota.run("server", "search-engine", "status")
+    assert status.returncode == 0 and "No datasets." in status.stdout

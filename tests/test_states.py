@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import uuid
 from pathlib import Path
 
 import pytest
@@ -165,11 +166,14 @@ def test_migrate_refuses_another_applications_database(templates, tmp_path):
 
 # --- PostgreSQL: the states a server can be in ------------------------------------------
 
-PG_COMMANDS = [  # migrate last: where it succeeds, the state is no longer the one tested
-    ("server", "database", "current"), ("server", "database", "check"),
-    ("server", "database", "backfills", "list"), ("server", "database", "users", "list"),
-    ("server", "search-engine", "status"), ("server", "start"),
-    ("server", "database", "migrate")]
+# every command, migrate last: where it succeeds the state is no longer the one tested
+PG_COMMANDS = sorted(COMMANDS, key=lambda c: c[:3] == ("server", "database", "migrate"))
+
+
+def expected_pg(command: tuple[str, ...], state: str) -> int | None:
+    if command == ("server", "database", "migrate", "--sql"):
+        return 4 if state in ("ahead", "foreign") else 0  # PostgreSQL prints the SQL
+    return expected(command, state)
 
 
 def pg_snapshot(url: str) -> dict[str, object]:
@@ -202,16 +206,16 @@ def pg_state(url: str, state: str) -> None:
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("state", ["empty", "foreign", "ahead", "head", "1.7"])
+@pytest.mark.parametrize("state", ["empty", "foreign", "ahead", "head", "1.0", "1.7", "2.0"])
 def test_every_command_in_every_postgresql_state(state, postgres_url, tmp_path):
     pg_state(postgres_url, state)
     env = {**make_env(tmp_path, postgres_url), **UNREACHABLE_ENGINE}
     for command in PG_COMMANDS:
-        code = expected(command, state)
+        code = expected_pg(command, state)
         if code is None:
             continue
         before = pg_snapshot(postgres_url)
-        result = Annota(env).invoke(*command)
+        result = Annota(env).invoke(*command, input=PASSWORD)
         assert result.exit_code == code, (command, state, result.output)
         assert "Traceback" not in result.output
         if code != 0:
@@ -225,3 +229,38 @@ def test_a_missing_postgresql_database_is_one_line(postgres_server_url, tmp_path
     result = Annota(make_env(tmp_path, url)).invoke("server", "database", "current")
     assert result.exit_code == 5
     assert result.stderr.count("\n") == 1 and "does not exist" in result.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ("backfills", "cancel", "--dataset-id", ""), ("backfills", "cancel", " "),
+    ("backfills", "list", "--name", ""), ("backfills", "status", "--dataset-id", ""),
+    ("backfills", "run", "record-status", "--dataset-id", ""),
+    ("async-migrations", "run", ""), ("users", "create", "--username", ""),
+    ("users", "create", "--username", "ana", "--workspace", ""),
+    ("migrate", "--revision", ""),
+], ids=" ".join)
+def test_an_empty_value_is_a_usage_error_not_a_wildcard(args, templates, tmp_path):
+    path = tmp_path / "annota.db"
+    shutil.copy(sqlite_template(templates, "head"), path)
+    env = {**make_env(tmp_path, None), "ANNOTA_DATABASE_URL": f"sqlite:///{path}"}
+    annota = Annota(env)
+    created = annota.invoke("server", "database", "users", "create", "--username", "owner",
+                            "--role", "owner", "--workspace", "w", "--password-stdin",
+                            input=PASSWORD)
+    assert created.exit_code == 0
+    from annota.server.domain import datasets
+
+    db = sa.create_engine(f"sqlite:///{path}")
+    with db.begin() as connection:
+        workspace = connection.execute(sa.text("SELECT id FROM workspaces")).scalar_one()
+        datasets.create_dataset(connection, workspace_id=uuid.UUID(workspace), name="d",
+                                fields=[{"name": "t", "type": "text"}], questions=[])
+    db.dispose()
+    queued = annota.invoke("server", "database", "backfills", "status")  # registers jobs
+    assert queued.exit_code == 3  # one PENDING job per backfill
+    before = snapshot(path)
+    result = annota.invoke("server", "database", *args, input=PASSWORD)
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "must not be empty" in errors[0]  # click's usage error
+    assert snapshot(path) == before  # nothing canceled, created or moved

@@ -10,15 +10,15 @@ from typing import TYPE_CHECKING
 
 from annota.server.db.connections import connect, first_line
 from annota.server.db.dialects import Dialect, dialect_for, dialect_named, dialect_of
-from annota.server.db.state import VERSION_TABLE, DatabaseState, revision_on, state_on
+from annota.server.db.state import VERSION_TABLE, DatabaseState, state_on
 from annota.urls import DatabaseURL
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
 __all__ = ["VERSION_TABLE", "DatabaseState", "Dialect", "connect", "dialect_for",
-           "dialect_named", "dialect_of", "first_line", "open_database", "read_revision",
-           "read_state", "revision_on", "state_on"]
+           "dialect_named", "dialect_of", "first_line", "open_database", "read_state",
+           "state_on"]
 
 
 def open_database(url: DatabaseURL, *, foreign_keys: bool = True) -> Engine:
@@ -31,6 +31,3 @@ def read_state(url: DatabaseURL, *, with_pending: bool = True) -> DatabaseState:
     not completed), opening nothing that does not exist."""
     return dialect_for(url).read_state(url, with_pending=with_pending)
 
-
-def read_revision(url: DatabaseURL) -> str | None:
-    return read_state(url, with_pending=False).revision

@@ -38,11 +38,6 @@ def table_of(sql: str) -> str:
     return sql.split(" FROM ", 1)[1].split()[0]
 
 
-def revision_on(connection: Connection) -> str | None:
-    """The revision stamped in the database behind ``connection`` (None when empty)."""
-    return state_on(connection, with_pending=False).revision
-
-
 def state_on(connection: Connection, *, with_pending: bool = True) -> DatabaseState:
     """The state of the database behind ``connection`` (any dialect, through SQLAlchemy)."""
     import sqlalchemy as sa
