@@ -16,11 +16,17 @@ from annota.commands.common import (
     settings,
 )
 from annota.errors import BackfillsFailedError, BackfillsUnfinishedError
-from annota.server.schema.history import JOBS_TABLES_REVISION
 
 # exit codes of `backfills status` (and `run` when it waits), for deploy scripts
 EXIT_DONE = 0
 EXIT_UNFINISHED, EXIT_FAILED = BackfillsUnfinishedError.exit_code, BackfillsFailedError.exit_code
+
+
+def _jobs_database():  # noqa: ANN202 - (Settings, Engine)
+    """The database, once its schema has the jobs tables (release 2.1) or is at head."""
+    from annota.server.schema.history import JOBS_TABLES_REVISION
+
+    return open_database(at_least=JOBS_TABLES_REVISION)
 
 
 @click.group()
@@ -51,7 +57,7 @@ def list_jobs(status_: str | None, name: str | None, as_json: bool) -> None:
     """
     from annota.server.jobs.backfill_jobs import jobs
 
-    _, db = open_database(at_least=JOBS_TABLES_REVISION)
+    _, db = _jobs_database()
     with db.connect() as connection:
         rows = jobs(connection, name=name, status=status_)
     db.dispose()
@@ -171,7 +177,7 @@ def status(name: str | None, dataset_id: str | None, as_json: bool) -> None:
     from annota.server.jobs.backfill_jobs import STATUSES, ensure_jobs, jobs
     from annota.server.jobs.backfills import BACKFILLS
 
-    _, db = open_database(at_least=JOBS_TABLES_REVISION)
+    _, db = _jobs_database()
     with db.begin() as connection:
         for each in [name] if name else list(BACKFILLS):
             ensure_jobs(connection, each)
@@ -204,7 +210,7 @@ def cancel(name: str | None, dataset_id: str | None) -> None:
     """
     from annota.server.jobs.backfill_jobs import cancel as cancel_jobs
 
-    _, db = open_database(at_least=JOBS_TABLES_REVISION)
+    _, db = _jobs_database()
     with db.begin() as connection:
         count = cancel_jobs(connection, name, dataset_id)
     db.dispose()
@@ -235,7 +241,7 @@ def list_async(as_json: bool) -> None:
     """
     from annota.server.schema.async_migrations import listing
 
-    _, db = open_database(at_least=JOBS_TABLES_REVISION)
+    _, db = _jobs_database()
     with db.connect() as connection:
         rows = listing(connection)
     db.dispose()
@@ -262,7 +268,7 @@ def run_async(name: str | None) -> None:
     """
     from annota.server.schema import async_migrations as am
 
-    _, db = open_database(at_least=JOBS_TABLES_REVISION)
+    _, db = _jobs_database()
     try:
         rows = am.run(db, name)
     finally:
