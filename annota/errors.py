@@ -137,6 +137,12 @@ class ReindexError(AnnotaError):
     exit_code = 10
 
 
+class ReindexBusyError(AnnotaError):
+    """Another reindex of the dataset holds its lease for longer than we may wait."""
+
+    exit_code = 13
+
+
 class IndexDriftError(SearchEngineError):
     """``search-engine status``: an index differs from the database or from its settings."""
 

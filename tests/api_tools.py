@@ -116,7 +116,7 @@ def live_api(tmp_path: Path, database_url: str, elasticsearch_url: str):
 def _drop(env: dict[str, str]) -> None:
     settings = Settings.from_env(env)
     engine = connect(settings.search)
-    for name in engine.indices(index_pattern(settings.search.index_prefix)):
+    for name in engine.indices(f"{settings.search.index_prefix}.*"):  # records, leases
         engine.delete_index(name)
 
 

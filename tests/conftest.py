@@ -225,11 +225,10 @@ def _search_env(tmp_path: Path, database_url: str, search_server) -> dict[str, s
 
 def _drop_indices(env: dict[str, str]) -> None:
     from annota.search import connect
-    from annota.search.engine import index_pattern
 
     settings = Settings.from_env(env)
     engine = connect(settings.search)
-    for name in engine.indices(index_pattern(settings.search.index_prefix)):
+    for name in engine.indices(f"{settings.search.index_prefix}.*"):  # records, leases
         engine.delete_index(name)
 
 

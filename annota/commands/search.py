@@ -112,12 +112,16 @@ class _Progress:
 @click.option("--in-place", is_flag=True,
               help="Delete each index and refill it (search is down meanwhile).")
 @click.option("--dry-run", is_flag=True, help="Print what would be done; change nothing.")
+@click.option("--wait", "wait_seconds", type=click.FloatRange(min=0), default=300,
+              show_default=True,
+              help="Seconds to wait for another reindex of the same dataset (exit 13 after).")
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write rejected documents (JSONL). "
                    "Default: $ANNOTA_HOME/reindex/rejected-<time>.jsonl")
 @json_option
 def reindex(dataset_ids: tuple[str, ...], feedback_ids: tuple[str, ...], batch_size: int,
-            in_place: bool, dry_run: bool, report: Path | None, as_json: bool) -> None:
+            in_place: bool, dry_run: bool, wait_seconds: float, report: Path | None,
+            as_json: bool) -> None:
     """Rebuild dataset search indices from the database, with zero search downtime.
 
     Each dataset's index is built anew, checked against the database, and only then
@@ -151,7 +155,8 @@ def reindex(dataset_ids: tuple[str, ...], feedback_ids: tuple[str, ...], batch_s
     progress = _Progress(live=sys.stderr.isatty() and not as_json)
     try:
         summary = reindexing.reindex(config, wanted, batch_size=batch_size, in_place=in_place,
-                                     report_path=report, reporter=progress)
+                                     report_path=report, reporter=progress,
+                                     wait=wait_seconds)
     finally:
         progress.stop()
     if as_json:

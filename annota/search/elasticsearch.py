@@ -10,7 +10,7 @@ from elasticsearch import ApiError, Elasticsearch, UnsupportedProductError
 from elasticsearch import ConnectionError as ClientConnectionError
 
 from annota.errors import WrongSearchEngineError
-from annota.search.engine import EngineInfo, SearchEngine, TooManyRequests
+from annota.search.engine import EngineInfo, SearchEngine, TooManyRequests, Versioned
 
 SUPPORTED_MAJORS = ("8", "9")
 
@@ -77,7 +77,7 @@ class ElasticsearchEngine(SearchEngine):
                      aliases: list[str] = ()) -> None:
         with self._call(f"create index {name}"):
             self.client.indices.create(index=name, settings=settings, mappings=mappings,
-                                       aliases={alias: {} for alias in aliases})
+                                       aliases={a: {"is_write_index": True} for a in aliases})
 
     def delete_index(self, name: str) -> None:
         with self._call(f"delete index {name}"):
@@ -112,7 +112,36 @@ class ElasticsearchEngine(SearchEngine):
 
     def update_aliases(self, actions: list[dict]) -> None:
         with self._call("switch aliases"):
-            self.client.indices.update_aliases(actions=actions)
+            done = self.client.indices.update_aliases(actions=actions).body
+        self.check_aliases_switched(done)
+
+    def create_document(self, index: str, doc_id: str, body: dict) -> Versioned | None:
+        with self._call(f"create document {doc_id} in {index}"):
+            found = self.client.options(ignore_status=409).create(
+                index=index, id=doc_id, document=body, refresh=True)
+        return None if found.meta.status == 409 else (found["_seq_no"], found["_primary_term"])
+
+    def get_document(self, index: str, doc_id: str) -> tuple[dict, Versioned] | None:
+        with self._call(f"read document {doc_id} of {index}"):
+            found = self.client.options(ignore_status=404).get(index=index, id=doc_id)
+        if not found.body.get("found"):
+            return None
+        return found["_source"], (found["_seq_no"], found["_primary_term"])
+
+    def replace_document(self, index: str, doc_id: str, body: dict,
+                         version: Versioned) -> Versioned | None:
+        with self._call(f"update document {doc_id} of {index}"):
+            done = self.client.options(ignore_status=(404, 409)).index(
+                index=index, id=doc_id, document=body, if_seq_no=version[0],
+                if_primary_term=version[1], refresh=True)
+        return None if done.meta.status in (404, 409) else (done["_seq_no"],
+                                                            done["_primary_term"])
+
+    def delete_document(self, index: str, doc_id: str, version: Versioned) -> None:
+        with self._call(f"delete document {doc_id} of {index}"):
+            self.client.options(ignore_status=(404, 409)).delete(
+                index=index, id=doc_id, if_seq_no=version[0], if_primary_term=version[1],
+                refresh=True)
 
     def mapping_meta(self, name: str) -> dict:
         with self._call(f"read the mapping of {name}"):

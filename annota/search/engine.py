@@ -21,6 +21,8 @@ from annota.errors import SearchEngineError, SearchEngineUnreachableError
 from annota.search.errors import describe_error, scrub
 from annota.urls import split_userinfo
 
+Versioned = tuple[int, int]  # a document's (sequence number, primary term)
+
 
 @dataclass(frozen=True)
 class EngineInfo:
@@ -137,6 +139,25 @@ class SearchEngine(ABC):
     def search(self, index: str, query: dict, *, size: int = 10, sort: list | None = None,
                search_after: list | None = None, source: Any = True) -> list[dict]: ...
 
+    # single documents with optimistic concurrency (sequence number, primary term): the
+    # reindex lease is one such document
+    @abstractmethod
+    def create_document(self, index: str, doc_id: str, body: dict) -> Versioned | None:
+        """Create it, refreshed; None when it exists already."""
+
+    @abstractmethod
+    def get_document(self, index: str, doc_id: str) -> tuple[dict, Versioned] | None:
+        """Its source and version; None when it (or the index) does not exist."""
+
+    @abstractmethod
+    def replace_document(self, index: str, doc_id: str, body: dict,
+                         version: Versioned) -> Versioned | None:
+        """Replace it if it is still at ``version``; None when it is not (or is gone)."""
+
+    @abstractmethod
+    def delete_document(self, index: str, doc_id: str, version: Versioned) -> None:
+        """Delete it if it is still at ``version``."""
+
     # -- written once ----------------------------------------------------------------
     def unreachable(self, exc: BaseException) -> SearchEngineUnreachableError:
         return SearchEngineUnreachableError(
@@ -145,6 +166,11 @@ class SearchEngine(ABC):
 
     def refused(self, what: str, status: Any, body: Any) -> SearchEngineError:
         return SearchEngineError(f"{self.label} could not {what}: {describe_error(status, body)}")
+
+    def check_aliases_switched(self, response: dict) -> None:
+        """An HTTP 200 is not enough: the engine must acknowledge, with no action failed."""
+        if not response.get("acknowledged") or response.get("errors"):
+            raise self.refused("switch aliases", 200, response)
 
     def alias_indices(self, alias: str) -> list[str]:
         return [name for name, aliases in self.indices(f"{alias}*").items() if alias in aliases]

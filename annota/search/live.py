@@ -11,18 +11,31 @@ import sqlalchemy as sa
 from annota.errors import SearchEngineError
 from annota.search.documents import documents_for
 from annota.search.engine import SearchEngine, alias_name, new_index_name
+from annota.search.lease import ReindexLease
 from annota.search.mapping import DatasetSchema, dataset_mapping, index_meta, load_schema
+
+FIRST_INDEX_WAIT = 60.0  # seconds a first import waits for a reindex of the same dataset
 
 
 def ensure_index(engine: SearchEngine, schema: DatasetSchema) -> str:
-    """The dataset's alias, creating its first index behind it when there is none."""
+    """The dataset's alias, creating its first index behind it when there is none.
+
+    The creation holds the dataset's reindex lease, so two first imports, or a first
+    import and a reindex, never put two indices behind one alias. Call it outside any
+    database transaction: it may wait for a reindex.
+    """
     alias = alias_name(engine.prefix, schema.id)
-    if not engine.alias_indices(alias):
-        settings = {"index": {"number_of_shards": engine.settings.shards,
-                              "number_of_replicas": engine.settings.replicas},
-                    **engine.index_settings(vectors=bool(schema.vectors))}
-        engine.create_index(new_index_name(engine.prefix, schema.id), settings,
-                            dataset_mapping(engine, schema, index_meta(schema)), [alias])
+    if engine.alias_indices(alias):
+        return alias
+    lease = ReindexLease(engine, str(schema.id))
+    lease.acquire(FIRST_INDEX_WAIT)
+    with lease:
+        if not engine.alias_indices(alias):  # another made it while we waited
+            settings = {"index": {"number_of_shards": engine.settings.shards,
+                                  "number_of_replicas": engine.settings.replicas},
+                        **engine.index_settings(vectors=bool(schema.vectors))}
+            engine.create_index(new_index_name(engine.prefix, schema.id), settings,
+                                dataset_mapping(engine, schema, index_meta(schema)), [alias])
     return alias
 
 
@@ -59,6 +72,8 @@ def imported_and_indexed(db: sa.Engine, engine: SearchEngine, dataset_id: Any,
     the import again creates no duplicate. Should the engine fail that too, `annota server
     search-engine reindex --dataset-id ID` rebuilds the index from the database.
     """
+    with db.connect() as connection:
+        ensure_index(engine, load_schema(connection, dataset_id))
     with db.connect() as connection:
         transaction = connection.begin()
         ids: list[uuid.UUID] = []

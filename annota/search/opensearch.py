@@ -7,15 +7,15 @@ from contextlib import contextmanager
 from typing import Any
 
 from opensearchpy import OpenSearch
+from opensearchpy.exceptions import ConflictError, NotFoundError, TransportError
 from opensearchpy.exceptions import ConnectionError as ClientConnectionError
-from opensearchpy.exceptions import NotFoundError, TransportError
 
 from annota.errors import (
     SearchEngineError,
     SearchEngineUnreachableError,
     WrongSearchEngineError,
 )
-from annota.search.engine import EngineInfo, SearchEngine, TooManyRequests
+from annota.search.engine import EngineInfo, SearchEngine, TooManyRequests, Versioned
 
 
 class OpenSearchEngine(SearchEngine):
@@ -77,7 +77,7 @@ class OpenSearchEngine(SearchEngine):
     def create_index(self, name: str, settings: dict, mappings: dict,
                      aliases: list[str] = ()) -> None:
         body = {"settings": settings, "mappings": mappings,
-                "aliases": {alias: {} for alias in aliases}}
+                "aliases": {a: {"is_write_index": True} for a in aliases}}
         with self._call(f"create index {name}"):
             self.client.indices.create(index=name, body=body)
 
@@ -124,7 +124,46 @@ class OpenSearchEngine(SearchEngine):
 
     def update_aliases(self, actions: list[dict]) -> None:
         with self._call("switch aliases"):
-            self.client.indices.update_aliases(body={"actions": actions})
+            done = self.client.indices.update_aliases(body={"actions": actions})
+        self.check_aliases_switched(done)
+
+    def create_document(self, index: str, doc_id: str, body: dict) -> Versioned | None:
+        try:
+            done = self.client.create(index=index, id=doc_id, body=body, refresh=True)
+        except ConflictError:
+            return None
+        except ClientConnectionError as exc:
+            raise self.unreachable(exc) from None
+        return done["_seq_no"], done["_primary_term"]
+
+    def get_document(self, index: str, doc_id: str) -> tuple[dict, Versioned] | None:
+        try:
+            found = self.client.get(index=index, id=doc_id)
+        except NotFoundError:
+            return None
+        except ClientConnectionError as exc:
+            raise self.unreachable(exc) from None
+        return found["_source"], (found["_seq_no"], found["_primary_term"])
+
+    def replace_document(self, index: str, doc_id: str, body: dict,
+                         version: Versioned) -> Versioned | None:
+        try:
+            done = self.client.index(index=index, id=doc_id, body=body, refresh=True,
+                                     if_seq_no=version[0], if_primary_term=version[1])
+        except (ConflictError, NotFoundError):
+            return None
+        except ClientConnectionError as exc:
+            raise self.unreachable(exc) from None
+        return done["_seq_no"], done["_primary_term"]
+
+    def delete_document(self, index: str, doc_id: str, version: Versioned) -> None:
+        try:
+            self.client.delete(index=index, id=doc_id, refresh=True, if_seq_no=version[0],
+                               if_primary_term=version[1])
+        except (ConflictError, NotFoundError):
+            pass
+        except ClientConnectionError as exc:
+            raise self.unreachable(exc) from None
 
     def mapping_meta(self, name: str) -> dict:
         with self._call(f"read the mapping of {name}"):

@@ -33,8 +33,9 @@ from annota.search.documents import (
     existing_ids,
 )
 from annota.search.engine import SearchEngine, TooManyRequests, alias_name, new_index_name
+from annota.search.lease import ReindexLease
 from annota.search.mapping import DatasetSchema, dataset_mapping, index_meta, load_schema
-from annota.server.db import open_database
+from annota.server.db import open_database, read_only
 from annota.server.domain import models as m
 from annota.server.schema.migrate import ensure_at_head
 
@@ -133,7 +134,7 @@ def plan(settings: Settings, dataset_ids: list[str] | None = None,
     """What a reindex would do: each dataset, its record count and its current index."""
     ensure_at_head(settings)
     engine = engine or connect(settings.search)
-    db = open_database(settings.database_url)
+    db = read_only(open_database(settings.database_url))
     try:
         plans = []
         for dataset_id in _dataset_ids(db, dataset_ids):
@@ -156,8 +157,13 @@ def reindex(
     in_place: bool = False,
     report_path: Path | None = None,
     reporter: ReindexReporter | None = None,
+    wait: float = 300.0,
 ) -> ReindexSummary:
     """Rebuild the indices of ``dataset_ids`` (default: every dataset).
+
+    One run per dataset at a time, across machines: each dataset's build holds its lease
+    (``lease.py``); a second run waits up to ``wait`` seconds for it, then raises
+    ``ReindexBusyError``. Runs on different datasets proceed in parallel.
 
     Re-runnable: an interrupted run leaves every alias on its old index; running again
     builds afresh, and ``cleanup`` removes what the interrupted run left.
@@ -169,12 +175,17 @@ def reindex(
     reporter.planned(plans)
     stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
     report = RejectReport(report_path or settings.home / "reindex" / f"rejected-{stamp}.jsonl")
-    db = open_database(settings.database_url)
+    db = read_only(open_database(settings.database_url))  # a reindex only reads
     summary = ReindexSummary()
     try:
         for p in plans:
-            run = _DatasetReindex(db, engine, p, batch_size, report, reporter)
-            summary.results.append(run.in_place() if in_place else run.rebuild())
+            lease = ReindexLease(engine, p.dataset_id)
+            lease.acquire(wait, on_wait=lambda holder, p=p: reporter.note(
+                f"{p.name}: another reindex of it runs on {holder.get('host')} (pid "
+                f"{holder.get('pid')}); waiting for it"))
+            with lease:
+                run = _DatasetReindex(db, engine, p, batch_size, report, reporter, lease)
+                summary.results.append(run.in_place() if in_place else run.rebuild())
     finally:
         report.close()
         db.dispose()
@@ -184,8 +195,9 @@ def reindex(
 
 class _DatasetReindex:
     def __init__(self, db: sa.Engine, engine: SearchEngine, plan: DatasetPlan, batch_size: int,
-                 report: RejectReport, reporter: ReindexReporter) -> None:
-        self.db, self.engine, self.plan = db, engine, plan
+                 report: RejectReport, reporter: ReindexReporter,
+                 lease: ReindexLease) -> None:
+        self.db, self.engine, self.plan, self.lease = db, engine, plan, lease
         self.batch_size, self.report, self.reporter = batch_size, report, reporter
         with db.connect() as connection:
             self.schema: DatasetSchema = load_schema(connection, plan.dataset_id)
@@ -200,17 +212,20 @@ class _DatasetReindex:
     def rebuild(self) -> DatasetResult:
         started = time.perf_counter()
         since = self._build(aliases=[])
-        if self._verified():
-            legacy = [i for i in self.plan.current if i == self.plan.alias]
+        if self._verified() and self._still_leased():
+            # the alias as it is now, not as planned before the build (or before a wait)
+            current = self.engine.alias_indices(self.plan.alias)
+            legacy = [i for i in current if i == self.plan.alias]
             actions = [{"remove_index": {"index": i}} for i in legacy]
             actions += [{"remove": {"index": i, "alias": self.plan.alias}}
-                        for i in self.plan.current if i not in legacy]
-            actions.append({"add": {"index": self.index, "alias": self.plan.alias}})
+                        for i in current if i not in legacy]
+            actions.append({"add": {"index": self.index, "alias": self.plan.alias,
+                                    "is_write_index": True}})
             self.engine.update_aliases(actions)
             self.result.swapped = True
             # writes that reached the old index between the last catch-up and the swap
             self._catch_up(since)
-            for old in self.plan.current:
+            for old in current:
                 if old not in legacy:
                     self.engine.delete_index(old)
         else:  # no longer being built: `cleanup` may remove it once inspected
@@ -223,7 +238,7 @@ class _DatasetReindex:
     def in_place(self) -> DatasetResult:
         """The old behaviour: delete, then refill under the alias (search is down meanwhile)."""
         started = time.perf_counter()
-        for old in self.plan.current:
+        for old in self.engine.alias_indices(self.plan.alias):
             self.engine.delete_index(old)
         self._build(aliases=[self.plan.alias])
         self.result.swapped = self._verified()
@@ -364,6 +379,13 @@ class _DatasetReindex:
         self.result.error = (f"index has {actual} documents but the database {expected} "
                              f"records; refusing to switch the alias ({self.index} left for "
                              "inspection)")
+        return False
+
+    def _still_leased(self) -> bool:
+        if self.lease.held():
+            return True
+        self.result.error = ("lost the reindex lease (the run stalled and another took it "
+                             f"over); alias not switched, {self.index} left for cleanup")
         return False
 
     def _remove_deleted(self) -> None:

@@ -23,6 +23,7 @@ from annota.errors import (
     DatabaseUnreachableError,
     InvalidInputError,
     NotFoundError,
+    ReindexBusyError,
     SearchEngineError,
 )
 from annota.server.api.schemas import (
@@ -57,6 +58,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     for error, status in ((NotFoundError, 404), (ConflictError, 409),
                           (SearchEngineError, 503), (DatabaseUnreachableError, 503),
+                          (ReindexBusyError, 503),
                           (AnnotaError, 400)):
         app.add_exception_handler(error, _handler(status))
     app.add_exception_handler(InvalidInputError, _invalid)

@@ -148,10 +148,12 @@ class SQLiteDialect(Dialect):
 
         @sa.event.listens_for(database, "begin")
         def _on_begin(connection) -> None:  # noqa: ANN001
-            # IMMEDIATE: take the write lock up front. A deferred transaction that reads and
-            # then writes can deadlock with another writer, and SQLite then fails it at once
-            # ("database is locked") instead of waiting out the busy timeout.
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            # IMMEDIATE: a writing transaction takes the write lock up front. A deferred one
+            # that reads and then writes can deadlock with another writer, and SQLite then
+            # fails it at once ("database is locked") instead of waiting out the busy
+            # timeout. Readers (read_only(db)) begin deferred: in WAL they never wait.
+            read_only = connection.get_execution_options().get(READ_ONLY)
+            connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return database
 
@@ -318,6 +320,15 @@ def _wal(dbapi_connection: Any, timeout: float) -> None:
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
+
+
+READ_ONLY = "annota_read_only"
+
+
+def read_only(database: Engine) -> Engine:
+    """The same database for transactions that only read: on SQLite they begin deferred,
+    so a long read (a reindex) neither waits for nor blocks the writers."""
+    return database.execution_options(**{READ_ONLY: True})
 
 
 @contextmanager

@@ -1,0 +1,141 @@
+"""One reindex per dataset at a time, across processes: the lease in the engine. Two runs
+started together, a run that waits no longer, a run whose lease was taken, first imports
+racing each other and a reindex: the alias always ends on exactly one index."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from annota.errors import SearchEngineError
+from annota.search import connect
+from annota.search import reindex as reindexing
+from annota.search.lease import ReindexLease, lease_index
+from annota.search.live import ensure_index
+from annota.search.mapping import load_schema
+from annota.server.db import open_database
+from tests.conftest import Annota
+from tests.search_tools import alias_of, create_dataset, engine_of, migrated
+
+
+def test_two_reindexes_started_together_end_on_one_index(search_env):
+    settings = migrated(search_env)
+    dataset = create_dataset(settings, 300)
+    annota = Annota(search_env)
+    runs = [annota.popen("server", "search-engine", "reindex", "--batch-size", "20")
+            for _ in range(2)]
+    outputs = [run.communicate(timeout=300)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    assert any("waiting for it" in out for out in outputs), outputs  # one waited
+    engine, alias = engine_of(settings), alias_of(settings, dataset)
+    (index,) = engine.alias_indices(alias)
+    engine.refresh(alias)
+    assert engine.count(alias) == 300
+    assert list(engine.indices(f"{alias}*")) == [index]  # nothing left behind
+    assert engine.get_document(lease_index(engine.prefix), str(dataset)) is None  # released
+
+
+def test_a_run_that_may_not_wait_exits_13_and_changes_nothing(search_env):
+    settings = migrated(search_env)
+    dataset = create_dataset(settings, 20)
+    reindexing.reindex(settings)
+    engine, alias = engine_of(settings), alias_of(settings, dataset)
+    before = engine.alias_indices(alias)
+    with ReindexLease(engine, str(dataset)) as held:
+        held.acquire(5)
+        result = Annota(search_env).run("server", "search-engine", "reindex", "--wait", "1")
+    assert result.returncode == 13, result.stderr
+    assert "another reindex of dataset" in result.stderr and "--wait" in result.stderr
+    assert engine.alias_indices(alias) == before
+    assert len(engine.indices(f"{alias}*")) == 1
+
+
+def test_a_dead_holder_is_taken_over_and_a_stolen_lease_stops_the_swap(search_env):
+    settings = migrated(search_env)
+    dataset = create_dataset(settings, 200)
+    reindexing.reindex(settings)
+    engine, alias = engine_of(settings), alias_of(settings, dataset)
+    (old,) = engine.alias_indices(alias)
+
+    dead = ReindexLease(engine, str(dataset), renew_seconds=3600)  # never renews: "killed"
+    dead.acquire(5)
+    waiter = ReindexLease(engine, str(dataset), stale_seconds=1.0)
+    started = time.monotonic()
+    waiter.acquire(30)  # takes over once the holder's version stood still for 1 s
+    assert 0.9 <= time.monotonic() - started < 20
+    assert not dead.held()  # the dead one, waking up, finds it lost the lease
+    waiter.release()
+
+    class Thief(reindexing.ReindexReporter):
+        def progressed(self, plan, done: int) -> None:  # noqa: ANN001
+            body, version = engine.get_document(lease_index(engine.prefix), str(dataset))
+            engine.replace_document(lease_index(engine.prefix), str(dataset),
+                                    {**body, "owner": "thief"}, version)
+
+    summary = reindexing.reindex(settings, batch_size=50, reporter=Thief())
+    (result,) = summary.results
+    assert not result.swapped and "lost the reindex lease" in result.error
+    assert engine.alias_indices(alias) == [old]
+
+
+def test_first_imports_racing_each_other_and_a_reindex_make_one_index(search_env):
+    settings = migrated(search_env)
+    dataset = create_dataset(settings, 0)
+    engine = engine_of(settings)
+    alias = alias_of(settings, dataset)
+    db = open_database(settings.database_url)
+    with db.connect() as connection:
+        schema = load_schema(connection, dataset)
+    db.dispose()
+    errors: list[BaseException] = []
+
+    def first_import() -> None:
+        try:
+            ensure_index(connect(settings.search), schema)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    def a_reindex() -> None:
+        try:
+            reindexing.reindex(settings)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=first_import) for _ in range(4)]
+    threads.append(threading.Thread(target=a_reindex))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    assert len(engine.alias_indices(alias)) == 1
+
+
+def test_an_alias_action_the_engine_refuses_fails(search_env):
+    settings = migrated(search_env)
+    dataset = create_dataset(settings, 5)
+    reindexing.reindex(settings)
+    engine, alias = engine_of(settings), alias_of(settings, dataset)
+    (index,) = engine.alias_indices(alias)
+    with pytest.raises(SearchEngineError, match="could not switch aliases"):
+        engine.update_aliases([{"remove": {"index": index, "alias": f"{alias}-nope"}}])
+    with pytest.raises(SearchEngineError, match="could not switch aliases"):
+        engine.check_aliases_switched({"acknowledged": True, "errors": True})
+    assert engine.alias_indices(alias) == [index]
+
+
+def test_on_sqlite_a_reindex_reads_while_a_writer_holds_the_lock(search_env):
+    settings = migrated(search_env)
+    dataset = create_dataset(settings, 50)
+    writer = open_database(settings.database_url)
+    with writer.begin() as connection:  # BEGIN IMMEDIATE: the write lock, held
+        connection.exec_driver_sql("UPDATE datasets SET guidelines = 'busy'")
+        started = time.monotonic()
+        summary = reindexing.reindex(settings)  # would wait 30 s for the lock, then fail
+        took = time.monotonic() - started
+    writer.dispose()
+    assert summary.results[0].swapped and summary.results[0].indexed == 50
+    assert took < 20
+    assert engine_of(settings).count(alias_of(settings, dataset)) == 50
