@@ -126,16 +126,91 @@ def test_an_alias_action_the_engine_refuses_fails(search_env):
     assert engine.alias_indices(alias) == [index]
 
 
+class Reading(reindexing.ReindexReporter):
+    def __init__(self) -> None:
+        self.read = threading.Event()
+
+    def progressed(self, plan, done: int) -> None:  # noqa: ANN001
+        self.read.set()
+
+
 def test_on_sqlite_a_reindex_reads_while_a_writer_holds_the_lock(search_env):
     settings = migrated(search_env)
     dataset = create_dataset(settings, 50)
     writer = open_database(settings.database_url)
+    reading = Reading()
+    box: dict = {}
     with writer.begin() as connection:  # BEGIN IMMEDIATE: the write lock, held
         connection.exec_driver_sql("UPDATE datasets SET guidelines = 'busy'")
-        started = time.monotonic()
-        summary = reindexing.reindex(settings)  # would wait 30 s for the lock, then fail
-        took = time.monotonic() - started
+        thread = threading.Thread(target=lambda: box.update(
+            summary=reindexing.reindex(settings, batch_size=10, reporter=reading)))
+        thread.start()
+        # the reindex reads records while the writer still holds the lock (it would wait
+        # out the 30 s busy timeout, then fail, if reads took the write lock)
+        assert reading.read.wait(20)
+    thread.join(timeout=120)  # the writer is done: the final check and swap go ahead
     writer.dispose()
-    assert summary.results[0].swapped and summary.results[0].indexed == 50
-    assert took < 20
+    (result,) = box["summary"].results
+    assert result.swapped and result.indexed == 50, result.error
     assert engine_of(settings).count(alias_of(settings, dataset)) == 50
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_db_search_env(request, tmp_path, search_server):
+    from tests.conftest import _drop_indices, _search_env
+
+    url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url")
+    env = _search_env(tmp_path, url, search_server)
+    yield env
+    _drop_indices(env)
+
+
+def test_writes_at_every_moment_of_a_reindex_reach_the_new_index(any_db_search_env):
+    """Imports of new records and updates by external id keep arriving through the API's
+    all-or-nothing path while the index is rebuilt; afterwards the alias has one index
+    whose ids and versions are the database's."""
+    from annota.search.live import imported_and_indexed
+    from annota.server.domain import datasets
+    from tests.search_tools import record
+
+    settings = migrated(any_db_search_env)
+    dataset = create_dataset(settings, 400)
+    reindexing.reindex(settings)
+    engine, alias = engine_of(settings), alias_of(settings, dataset)
+    db = open_database(settings.database_url)
+    with db.connect() as connection:
+        users = [r[0] for r in connection.exec_driver_sql("SELECT id FROM users").all()]
+    stop, written, failures = threading.Event(), [], []
+
+    def keep_writing() -> None:
+        n = 10_000
+        while not stop.is_set():
+            batch = [record(n + k, users[:1]) for k in range(3)]  # new records
+            batch.append(record(n % 400, users[:1], word="updated"))  # an update by ext id
+            try:
+                ids, _ = imported_and_indexed(db, connect(settings.search), dataset,
+                                              lambda c, b=batch: datasets.import_records(
+                                                  c, dataset, b))
+                written.extend(ids)
+            except Exception as exc:  # noqa: BLE001 - reported below
+                failures.append(exc)
+            n += 3
+
+    writer = threading.Thread(target=keep_writing)
+    writer.start()
+    try:
+        summary = reindexing.reindex(settings, batch_size=25)
+    finally:
+        stop.set()
+        writer.join(timeout=120)
+    assert failures == []
+    (result,) = summary.results
+    assert result.swapped, result.error
+    assert len(written) > 20  # writes really happened throughout
+    (index,) = engine.alias_indices(alias)
+    engine.refresh(alias)
+    from annota.search.documents import record_version_batches
+
+    expected = dict(record_version_batches(db, dataset, 1000))
+    db.dispose()
+    assert dict(engine.iter_versions(index)) == expected

@@ -110,18 +110,21 @@ def documents_for(connection: sa.Connection, schema: DatasetSchema,
     return build_documents(connection, schema, records) if records else []
 
 
-def changed_since(connection: sa.Connection, dataset_id: uuid.UUID,
-                  since: datetime) -> list[uuid.UUID]:
-    """Records of the dataset written (themselves or their responses, suggestions or
-    vectors) at or after ``since``."""
-    in_dataset = sa.select(RECORDS.c.id).where(RECORDS.c.dataset_id == dataset_id)
-    queries = [in_dataset.where(RECORDS.c.updated_at >= since)]
-    for child in (RESPONSES, SUGGESTIONS, VECTORS):
-        queries.append(sa.select(child.c.record_id).where(
-            child.c.updated_at >= since, child.c.record_id.in_(in_dataset)))
-    return list(connection.execute(sa.union(*queries)).scalars())
-
-
-def existing_ids(connection: sa.Connection, dataset_id: uuid.UUID) -> set[str]:
-    rows = connection.execute(sa.select(RECORDS.c.id).where(RECORDS.c.dataset_id == dataset_id))
-    return {str(i) for i in rows.scalars()}
+def record_version_batches(db: sa.Engine, dataset_id: uuid.UUID,
+                           batch_size: int) -> Iterator[tuple[str, str | None]]:
+    """Every record of the dataset as (id, its version as the documents carry it), in id
+    order, read ``batch_size`` at a time. The version is ``updated_at``, which every write
+    of a record (or of the responses, suggestions and vectors it brings) moves."""
+    last: uuid.UUID | None = None
+    while True:
+        query = (sa.select(RECORDS.c.id, RECORDS.c.updated_at)
+                 .where(RECORDS.c.dataset_id == dataset_id).order_by(RECORDS.c.id)
+                 .limit(batch_size))
+        if last is not None:
+            query = query.where(RECORDS.c.id > last)
+        with db.connect() as connection:
+            rows = connection.execute(query).all()
+        if not rows:
+            return
+        yield from ((str(i), _iso(updated)) for i, updated in rows)
+        last = rows[-1][0]

@@ -175,13 +175,14 @@ class SearchEngine(ABC):
     def alias_indices(self, alias: str) -> list[str]:
         return [name for name, aliases in self.indices(f"{alias}*").items() if alias in aliases]
 
-    def iter_ids(self, index: str, page: int = 5000) -> Iterator[str]:
-        """Every document id in ``index``, by search_after on the ``id`` keyword."""
+    def iter_versions(self, index: str, page: int = 5000) -> Iterator[tuple[str, str | None]]:
+        """Every document of ``index`` as (id, its ``updated_at``: the record's version),
+        by search_after on the ``id`` keyword."""
         after = None
         while True:
             hits = self.search(index, {"match_all": {}}, size=page, sort=[{"id": "asc"}],
-                               search_after=after, source=False)
-            yield from (hit["_id"] for hit in hits)
+                               search_after=after, source=["updated_at"])
+            yield from ((h["_id"], h.get("_source", {}).get("updated_at")) for h in hits)
             if len(hits) < page:
                 return
             after = hits[-1]["sort"]

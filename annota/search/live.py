@@ -13,6 +13,7 @@ from annota.search.documents import documents_for
 from annota.search.engine import SearchEngine, alias_name, new_index_name
 from annota.search.lease import ReindexLease
 from annota.search.mapping import DatasetSchema, dataset_mapping, index_meta, load_schema
+from annota.server.db import dialect_of
 
 FIRST_INDEX_WAIT = 60.0  # seconds a first import waits for a reindex of the same dataset
 
@@ -78,6 +79,8 @@ def imported_and_indexed(db: sa.Engine, engine: SearchEngine, dataset_id: Any,
         transaction = connection.begin()
         ids: list[uuid.UUID] = []
         try:
+            # a reindex's final check and swap wait for this transaction, and it for them
+            dialect_of(connection).join_writes(connection, dataset_id)
             ids = write(connection)
             indexed = index_records(engine, connection, dataset_id, ids)
             transaction.commit()

@@ -16,30 +16,31 @@ import queue
 import socket
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
 from annota.config import Settings
+from annota.errors import ReindexError
 from annota.search import connect
 from annota.search.documents import (
-    changed_since,
     count_records,
     document_batches,
     documents_for,
-    existing_ids,
+    record_version_batches,
 )
 from annota.search.engine import SearchEngine, TooManyRequests, alias_name, new_index_name
 from annota.search.lease import ReindexLease
 from annota.search.mapping import DatasetSchema, dataset_mapping, index_meta, load_schema
-from annota.server.db import open_database, read_only
+from annota.server.db import dialect_of, open_database, read_only
 from annota.server.domain import models as m
 from annota.server.schema.migrate import ensure_at_head
 
-CLOCK_MARGIN = timedelta(seconds=5)  # catch-up looks this far before its start (clock skew)
+WRITERS_WAIT = 60.0  # seconds the final check waits for the dataset's writers to pause
 MAX_RETRIES = 8
 HEARTBEAT_SECONDS = 15.0
 
@@ -206,29 +207,30 @@ class _DatasetReindex:
         self.meta = index_meta(self.schema, builder={
             "host": socket.gethostname(), "pid": os.getpid(), "heartbeat": time.time()})
         self._beat = time.monotonic()
-        self._rejected: set[str] = set()  # a catch-up may resend (and fix) a document
+        self._rejected: set[str] = set()  # a repair may resend (and fix) a document
 
     # -- the two modes ------------------------------------------------------------------
     def rebuild(self) -> DatasetResult:
+        """Build, repair to the database, then, with the dataset's writers paused, check
+        by identity once more and swap. Writes made at any time reach the new index: those
+        before the pause by the repairs, those after it through the alias."""
         started = time.perf_counter()
-        since = self._build(aliases=[])
-        if self._verified() and self._still_leased():
-            # the alias as it is now, not as planned before the build (or before a wait)
-            current = self.engine.alias_indices(self.plan.alias)
-            legacy = [i for i in current if i == self.plan.alias]
-            actions = [{"remove_index": {"index": i}} for i in legacy]
-            actions += [{"remove": {"index": i, "alias": self.plan.alias}}
-                        for i in current if i not in legacy]
-            actions.append({"add": {"index": self.index, "alias": self.plan.alias,
-                                    "is_write_index": True}})
-            self.engine.update_aliases(actions)
-            self.result.swapped = True
-            # writes that reached the old index between the last catch-up and the swap
-            self._catch_up(since)
-            for old in current:
-                if old not in legacy:
-                    self.engine.delete_index(old)
-        else:  # no longer being built: `cleanup` may remove it once inspected
+        self._build(aliases=[])
+        swapped = False
+        if self._reconciled(3, settle=False):  # the gap writers left, narrowed meanwhile
+            try:
+                with dialect_of(self.db).writes_paused(self.db, self.schema.id, WRITERS_WAIT):
+                    # writers are paused: one repair, then the index must equal the db
+                    if self._reconciled(rounds=2) and self._still_leased():
+                        current = self._swap()
+                        swapped = True
+            except ReindexError as exc:  # writers never paused: try again later
+                self.result.error = str(exc)
+            if swapped:
+                for old in current:
+                    if old != self.plan.alias:
+                        self.engine.delete_index(old)
+        if not swapped:  # no longer being built: `cleanup` may remove it once inspected
             self.meta["annota"]["builder"] = {}
             self.engine.put_meta(self.index, self.meta)
         self.result.seconds = time.perf_counter() - started
@@ -241,26 +243,37 @@ class _DatasetReindex:
         for old in self.engine.alias_indices(self.plan.alias):
             self.engine.delete_index(old)
         self._build(aliases=[self.plan.alias])
-        self.result.swapped = self._verified()
+        self.result.swapped = self._reconciled()
         self.result.seconds = time.perf_counter() - started
         self.reporter.dataset_finished(self.result)
         return self.result
 
+    def _swap(self) -> list[str]:
+        """Point the alias at the new index, as the only (write) index; returns the indices
+        it pointed at, read now, not from a plan made before the build."""
+        current = self.engine.alias_indices(self.plan.alias)
+        legacy = [i for i in current if i == self.plan.alias]
+        actions = [{"remove_index": {"index": i}} for i in legacy]
+        actions += [{"remove": {"index": i, "alias": self.plan.alias}}
+                    for i in current if i not in legacy]
+        actions.append({"add": {"index": self.index, "alias": self.plan.alias,
+                                "is_write_index": True}})
+        self.engine.update_aliases(actions)
+        self.result.swapped = True
+        return current
+
     # -- steps --------------------------------------------------------------------------
-    def _build(self, aliases: list[str]) -> datetime:
-        since = m.utcnow() - CLOCK_MARGIN
+    def _build(self, aliases: list[str]) -> None:
         build_settings = {"index": {"number_of_shards": self.engine.settings.shards,
                                     "number_of_replicas": 0, "refresh_interval": "-1"},
                           **self.engine.index_settings(vectors=bool(self.schema.vectors))}
         self.engine.create_index(self.index, build_settings,
                                  dataset_mapping(self.engine, self.schema, self.meta), aliases)
+        self.lease.renew(index=self.index)  # who builds what, for `status` and `cleanup`
         self.reporter.dataset_started(self.plan, self.index)
         self._fill()
-        since = self._catch_up(since)
         self.engine.put_settings(self.index, {"index": {
             "number_of_replicas": self.engine.settings.replicas, "refresh_interval": None}})
-        self.engine.refresh(self.index)
-        return since
 
     def _fill(self) -> None:
         """Read batches in a thread while the previous batch is being indexed."""
@@ -335,51 +348,64 @@ class _DatasetReindex:
         self._rejected.add(doc_id)
         self.result.rejected = len(self._rejected)
 
-    def _catch_up(self, since: datetime, rounds: int = 5) -> datetime:
-        """Index what was written since ``since``, until a round finds nothing new.
-
-        Each round looks CLOCK_MARGIN further back than it started, so the same recent
-        records can show up twice; a round with no record beyond the last round's ends it.
-        """
-        sent: set = set()
+    def _reconciled(self, rounds: int = 5, *, settle: bool = True) -> bool:
+        """Make the index equal the database by identity: every record's document at the
+        record's version, and no other document, repairing from the database. With
+        ``settle`` it must end equal; without, ``rounds`` repairs only narrow the gap
+        (writers are still at work). False (the reason in the result) when documents were
+        rejected or it would not settle."""
         for _ in range(rounds):
-            mark = m.utcnow() - CLOCK_MARGIN
-            with self.db.connect() as connection:
-                ids = changed_since(connection, self.schema.id, since)
-            if not set(ids) - sent:
+            if self._rejected:
                 break
-            for start in range(0, len(ids), self.batch_size):
-                chunk = ids[start:start + self.batch_size]
-                with self.db.connect() as connection:
-                    docs = documents_for(connection, self.schema, chunk)
-                if docs:
-                    self.result.caught_up += self._send(docs)
-            sent, since = set(ids), mark
-        return since
-
-    def _verified(self) -> bool:
-        """The index holds exactly the dataset's records; removes documents of records
-        deleted during the build, and says why when it cannot agree."""
+            self.engine.refresh(self.index)
+            stale, extra = self._differences()
+            if not stale and not extra:
+                self.result.rejected = 0
+                return True
+            self._repair(stale, extra)
         self.result.rejected = len(self._rejected)
-        if self.result.rejected:
+        if not settle and not self._rejected:
+            return True
+        if self._rejected:
             self.result.error = (f"{self.result.rejected} documents rejected (see the report); "
                                  f"alias not switched, {self.index} left for inspection")
-            return False
-        for _ in range(3):
-            with self.db.connect() as connection:
-                expected = count_records(connection, self.schema.id)
-            actual = self.engine.count(self.index)
-            if actual == expected:
-                return True
-            if actual > expected:
-                self._remove_deleted()
-            else:
-                self._catch_up(m.utcnow() - timedelta(minutes=10))
-            self.engine.refresh(self.index)
-        self.result.error = (f"index has {actual} documents but the database {expected} "
-                             f"records; refusing to switch the alias ({self.index} left for "
-                             "inspection)")
+        else:
+            self.result.error = (f"the index would not settle to the database after {rounds} "
+                                 f"repairs; alias not switched ({self.index} left for "
+                                 "inspection)")
         return False
+
+    def _differences(self) -> tuple[list[str], list[str]]:
+        """(records whose document is missing or at another version, documents of no
+        record): a merge of both sides in id order, so memory stays flat."""
+        stale: list[str] = []
+        extra: list[str] = []
+        ours = record_version_batches(self.db, self.schema.id, 5000)
+        theirs = self.engine.iter_versions(self.index)
+        mine, doc = next(ours, None), next(theirs, None)
+        while mine is not None or doc is not None:
+            if doc is None or (mine is not None and mine[0] < doc[0]):
+                stale.append(mine[0])
+                mine = next(ours, None)
+            elif mine is None or doc[0] < mine[0]:
+                extra.append(doc[0])
+                doc = next(theirs, None)
+            else:
+                if mine[1] != doc[1]:
+                    stale.append(mine[0])
+                mine, doc = next(ours, None), next(theirs, None)
+        return [i for i in stale if i not in self._rejected], extra
+
+    def _repair(self, stale: list[str], extra: list[str]) -> None:
+        for start in range(0, len(stale), self.batch_size):
+            chunk = [uuid.UUID(i) for i in stale[start:start + self.batch_size]]
+            with self.db.connect() as connection:
+                docs = documents_for(connection, self.schema, chunk)
+            if docs:
+                self.result.caught_up += self._send(docs)
+        for start in range(0, len(extra), 1000):
+            self.engine.bulk([{"delete": {"_index": self.index, "_id": i}}
+                              for i in extra[start:start + 1000]])
 
     def _still_leased(self) -> bool:
         if self.lease.held():
@@ -387,14 +413,6 @@ class _DatasetReindex:
         self.result.error = ("lost the reindex lease (the run stalled and another took it "
                              f"over); alias not switched, {self.index} left for cleanup")
         return False
-
-    def _remove_deleted(self) -> None:
-        with self.db.connect() as connection:
-            keep = existing_ids(connection, self.schema.id)
-        gone = [i for i in self.engine.iter_ids(self.index) if i not in keep]
-        for start in range(0, len(gone), 1000):
-            self.engine.bulk([{"delete": {"_index": self.index, "_id": i}}
-                              for i in gone[start:start + 1000]])
 
     def _heartbeat(self) -> None:
         if time.monotonic() - self._beat >= HEARTBEAT_SECONDS:

@@ -25,9 +25,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from annota.errors import UnsupportedOperationError
+from annota.errors import ReindexError, UnsupportedOperationError
 from annota.server.db.connections import report_connect_errors, unreachable
-from annota.server.db.locks import advisory_lock, file_lock
+from annota.server.db.locks import (
+    advisory_lock,
+    dataset_key,
+    exclusive_advisory_lock,
+    file_lock,
+)
 from annota.server.db.state import (
     PENDING_WORK,
     VERSION_TABLE,
@@ -115,6 +120,15 @@ class Dialect(ABC):
 
     def drop_invalid_index(self, connection: Connection, index: str) -> None:  # noqa: B027
         """Drop ``index`` if a failed concurrent build left it invalid."""
+
+    # -- pausing a dataset's writers (a reindex's final check and swap) -----------------------
+    @abstractmethod
+    def writes_paused(self, database: Engine, dataset_id: object, timeout: float) -> Any:
+        """A context manager: no transaction that joined the dataset's writes (below) is
+        open or can begin meanwhile. ``ReindexError`` if writers keep it busy too long."""
+
+    def join_writes(self, connection: Connection, dataset_id: object) -> None:  # noqa: B027
+        """Called first in a transaction that writes the dataset's indexed data."""
 
 
 class SQLiteDialect(Dialect):
@@ -247,6 +261,24 @@ class SQLiteDialect(Dialect):
         with connection.begin():
             yield connection
 
+    @contextmanager
+    def writes_paused(self, database: Engine, dataset_id: object,
+                      timeout: float) -> Iterator[None]:
+        # every writing transaction holds SQLite's one write lock: holding it pauses them
+        # all (the busy timeout bounds the wait for the one in progress)
+        from sqlalchemy.exc import OperationalError
+
+        with database.connect() as connection:
+            writer = connection.execution_options(**{READ_ONLY: False})
+            try:
+                transaction = writer.begin()
+            except OperationalError as exc:
+                raise _writers_busy(dataset_id, str(exc.orig)) from None
+            try:
+                yield
+            finally:
+                transaction.rollback()  # nothing was written under it
+
 
 class PostgreSQLDialect(Dialect):
     name = "postgresql"
@@ -297,6 +329,20 @@ class PostgreSQLDialect(Dialect):
         # autocommit: each state change is visible at once, and CONCURRENTLY can run
         yield connection.execution_options(isolation_level="AUTOCOMMIT")
 
+    @contextmanager
+    def writes_paused(self, database: Engine, dataset_id: object,
+                      timeout: float) -> Iterator[None]:
+        with database.connect() as connection, exclusive_advisory_lock(
+                connection, dataset_key(dataset_id), timeout=timeout,
+                timed_out=lambda what: _writers_busy(dataset_id, f"waited for {what}")):
+            yield
+
+    def join_writes(self, connection: Connection, dataset_id: object) -> None:
+        import sqlalchemy as sa
+
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock_shared(:key)"),
+                           {"key": dataset_key(dataset_id)})
+
     def drop_invalid_index(self, connection: Connection, index: str) -> None:
         import sqlalchemy as sa
 
@@ -323,6 +369,11 @@ def _wal(dbapi_connection: Any, timeout: float) -> None:
 
 
 READ_ONLY = "annota_read_only"
+
+
+def _writers_busy(dataset_id: object, why: str) -> ReindexError:
+    return ReindexError(f"the writers of dataset {dataset_id} kept it busy ({why}); "
+                        "alias not switched: run the reindex again")
 
 
 def read_only(database: Engine) -> Engine:

@@ -24,7 +24,8 @@ POLL_SECONDS = 0.2
 
 
 def wait_for(
-    try_acquire: Callable[[], bool], timeout: float, on_wait: Callable[[], None], what: str
+    try_acquire: Callable[[], bool], timeout: float, on_wait: Callable[[], None], what: str,
+    timed_out: Callable[[str], Exception] | None = None,
 ) -> None:
     deadline = time.monotonic() + timeout
     if try_acquire():
@@ -34,10 +35,12 @@ def wait_for(
         time.sleep(POLL_SECONDS)
         if try_acquire():
             return
-    raise MigrationLockTimeoutError(
-        f"another migration still holds {what} after {timeout:g}s; wait for it to finish "
-        "or raise --lock-timeout"
-    )
+    raise (timed_out or _migration_timed_out)(f"{what} after {timeout:g}s")
+
+
+def _migration_timed_out(what: str) -> Exception:
+    return MigrationLockTimeoutError(
+        f"another migration still holds {what}; wait for it to finish or raise --lock-timeout")
 
 
 @contextmanager
@@ -60,6 +63,36 @@ def advisory_lock(connection: Connection, *, timeout: float,
         if connection.in_transaction():
             connection.rollback()
         connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_LOCK_KEY})
+        connection.commit()
+
+
+def dataset_key(dataset_id: object) -> int:
+    """A 64-bit advisory-lock key of its own for each dataset."""
+    import uuid
+
+    return int.from_bytes(uuid.UUID(str(dataset_id)).bytes[:8], "big", signed=True)
+
+
+@contextmanager
+def exclusive_advisory_lock(connection: Connection, key: int, *, timeout: float,
+                            timed_out: Callable[[str], Exception]) -> Iterator[None]:
+    """A session-level exclusive advisory lock on ``key``; shared holders (writers' own
+    transactions) are waited for, new ones wait for it."""
+    import sqlalchemy as sa
+
+    def try_acquire() -> bool:
+        got = connection.execute(sa.text("SELECT pg_try_advisory_lock(:key)"),
+                                 {"key": key}).scalar_one()
+        connection.commit()
+        return bool(got)
+
+    wait_for(try_acquire, timeout, lambda: None, "the dataset's writers", timed_out)
+    try:
+        yield
+    finally:
+        if connection.in_transaction():
+            connection.rollback()
+        connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
         connection.commit()
 
 
