@@ -209,9 +209,9 @@ def status(as_json: bool) -> None:
 
 @search_engine.command()
 @click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
-@click.option("--stale-after", type=click.FloatRange(min=0), default=300, show_default=True,
-              help="Seconds without a heartbeat after which an unaliased index being built "
-                   "elsewhere counts as abandoned.")
+@click.option("--stale-after", type=click.FloatRange(min=0), default=10, show_default=True,
+              help="Seconds to watch the lease of a reindex that names an unaliased index: "
+                   "renewed meanwhile, the build is alive and its index kept.")
 def cleanup(dry_run: bool, stale_after: float) -> None:
     """Delete annota indices no alias points to (left behind by a crashed reindex).
 

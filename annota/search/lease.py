@@ -32,6 +32,29 @@ def lease_index(prefix: str) -> str:
     return f"{prefix}.leases"
 
 
+def live_builds(engine: SearchEngine, among: set[str], watch: float = STALE_SECONDS
+                ) -> set[str]:
+    """Of the indices ``among``, those running reindexes are building, wherever they run:
+    named by a lease whose version moves while it is watched (up to ``watch`` seconds)."""
+    name = lease_index(engine.prefix)
+    if not among or not engine.indices(name):
+        return set()
+    leases = {hit["_id"]: hit["_source"]["index"] for hit in engine.search(
+        name, {"match_all": {}}, size=1000) if hit["_source"].get("index") in among}
+    first = {i: engine.get_document(name, i) for i in leases}
+    alive: set[str] = set()
+    deadline = time.monotonic() + watch
+    while time.monotonic() < deadline and len(alive) < len(leases):
+        time.sleep(min(0.5, watch))
+        for lease_id, index in leases.items():
+            now = engine.get_document(name, lease_id)
+            # renewed, or released: a build that just ended swapped its index in or left
+            # it for inspection; either way not an orphan to delete now
+            if now is None or first[lease_id] is None or now[1] != first[lease_id][1]:
+                alive.add(index)
+    return alive
+
+
 class ReindexLease:
     def __init__(self, engine: SearchEngine, dataset_id: str, *, index: str = "",
                  renew_seconds: float = RENEW_SECONDS, stale_seconds: float = STALE_SECONDS

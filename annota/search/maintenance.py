@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from annota.config import Settings
 from annota.search import connect
 from annota.search.engine import EngineInfo, SearchEngine, index_pattern
+from annota.search.lease import STALE_SECONDS, live_builds
 from annota.search.mapping import MAPPING_VERSION
 from annota.search.reindex import DatasetPlan, plan
 from annota.server.schema.migrate import ensure_at_head
-
-STALE_AFTER_SECONDS = 300.0
 
 
 @dataclass
@@ -89,29 +85,19 @@ class CleanupResult:
     kept_building: list[str] = field(default_factory=list)  # a live reindex is filling them
 
 
-def _still_building(builder: dict, stale_after: float) -> bool:
-    if not builder:
-        return False
-    if builder.get("host") == socket.gethostname():
-        try:
-            os.kill(int(builder["pid"]), 0)
-        except (ProcessLookupError, ValueError, KeyError):
-            return False  # its process is gone: an orphan
-        except PermissionError:
-            pass  # alive, another user's
-    return time.time() - float(builder.get("heartbeat", 0)) < stale_after
-
-
 def cleanup(settings: Settings, *, dry_run: bool = False,
-            stale_after: float = STALE_AFTER_SECONDS) -> CleanupResult:
+            stale_after: float = STALE_SECONDS) -> CleanupResult:
     """Delete annota indices that no alias points to, except those a live reindex is
-    building (its process is alive here, or its heartbeat is fresh)."""
+    building, on any machine: named by a lease that is renewed while it is watched (for up
+    to ``stale_after`` seconds, and only when a lease names an unaliased index)."""
     engine = connect(settings.search)
     result = CleanupResult()
     indices = engine.indices(index_pattern(engine.prefix))
-    for name in sorted(n for n, aliases in indices.items() if not aliases):
-        meta = engine.mapping_meta(name).get(name, {}).get("annota", {})
-        if _still_building(meta.get("builder", {}), stale_after):
+    unaliased = sorted(n for n, aliases in indices.items() if not aliases)
+    building = live_builds(engine, set(unaliased), stale_after)
+    now = engine.indices(index_pattern(engine.prefix)) if building else indices
+    for name in unaliased:
+        if name in building or now.get(name):  # a build's, or aliased while we watched
             result.kept_building.append(name)
             continue
         if not dry_run:

@@ -11,9 +11,7 @@ document refuses the swap; rejected documents are written to a JSONL report.
 from __future__ import annotations
 
 import json
-import os
 import queue
-import socket
 import threading
 import time
 import uuid
@@ -42,7 +40,6 @@ from annota.server.schema.migrate import ensure_at_head
 
 WRITERS_WAIT = 60.0  # seconds the final check waits for the dataset's writers to pause
 MAX_RETRIES = 8
-HEARTBEAT_SECONDS = 15.0
 
 
 @dataclass
@@ -204,9 +201,7 @@ class _DatasetReindex:
             self.schema: DatasetSchema = load_schema(connection, plan.dataset_id)
         self.index = new_index_name(engine.prefix, plan.dataset_id)
         self.result = DatasetResult(plan, self.index)
-        self.meta = index_meta(self.schema, builder={
-            "host": socket.gethostname(), "pid": os.getpid(), "heartbeat": time.time()})
-        self._beat = time.monotonic()
+        self.meta = index_meta(self.schema)
         self._rejected: set[str] = set()  # a repair may resend (and fix) a document
 
     # -- the two modes ------------------------------------------------------------------
@@ -230,9 +225,6 @@ class _DatasetReindex:
                 for old in current:
                     if old != self.plan.alias:
                         self.engine.delete_index(old)
-        if not swapped:  # no longer being built: `cleanup` may remove it once inspected
-            self.meta["annota"]["builder"] = {}
-            self.engine.put_meta(self.index, self.meta)
         self.result.seconds = time.perf_counter() - started
         self.reporter.dataset_finished(self.result)
         return self.result
@@ -267,9 +259,9 @@ class _DatasetReindex:
         build_settings = {"index": {"number_of_shards": self.engine.settings.shards,
                                     "number_of_replicas": 0, "refresh_interval": "-1"},
                           **self.engine.index_settings(vectors=bool(self.schema.vectors))}
+        self.lease.renew(index=self.index)  # named before it exists: `cleanup` spares it
         self.engine.create_index(self.index, build_settings,
                                  dataset_mapping(self.engine, self.schema, self.meta), aliases)
-        self.lease.renew(index=self.index)  # who builds what, for `status` and `cleanup`
         self.reporter.dataset_started(self.plan, self.index)
         self._fill()
         self.engine.put_settings(self.index, {"index": {
@@ -303,7 +295,6 @@ class _DatasetReindex:
                     raise docs
                 self.result.indexed += self._send(docs)
                 self.reporter.progressed(self.plan, self.result.indexed + self.result.rejected)
-                self._heartbeat()
         finally:
             stop.set()
             reader.join(timeout=5)
@@ -413,10 +404,3 @@ class _DatasetReindex:
         self.result.error = ("lost the reindex lease (the run stalled and another took it "
                              f"over); alias not switched, {self.index} left for cleanup")
         return False
-
-    def _heartbeat(self) -> None:
-        if time.monotonic() - self._beat >= HEARTBEAT_SECONDS:
-            self.meta["annota"]["builder"]["heartbeat"] = time.time()
-            self.engine.put_meta(self.index, self.meta)
-            self._beat = time.monotonic()
-
