@@ -13,8 +13,10 @@ is left alone. Otherwise, on loopback ports under ANNOTA_SERVICES_DIR (default
   are root), PostgreSQL as a throw-away cluster;
 - Elasticsearch 8 and 9 and OpenSearch 2 from their integration-test zip distributions on
   Maven Central (fetched with `mvn dependency:get`), run with the machine's JDK and a
-  512 MiB heap. The OpenSearch zip has no k-NN, so its k-NN plugin and the lang-painless
-  module it extends are added from their Maven Central artifacts.
+  512 MiB heap, and a two-node Elasticsearch 8 cluster from the same distribution
+  (ANNOTA_TEST_ELASTICSEARCH_CLUSTER_URL) with small write queues. The OpenSearch zip
+  has no k-NN, so its k-NN plugin and the lang-painless module it extends are added from
+  their Maven Central artifacts.
 
 Standard library only: this runs before anything is installed. Messages go to stderr;
 stdout carries only the exports.
@@ -163,6 +165,15 @@ ENGINES = {
         "version": os.environ.get("ANNOTA_SERVICES_OPENSEARCH_VERSION", "2.19.1"),
     },
 }
+# a two-node Elasticsearch 8 cluster (two processes of the same distribution), where
+# shards, replicas and alias swaps behave as users run them. Small write queues make the
+# engine refuse bulk work with 429 under parallel senders, so the retries are exercised.
+CLUSTER = {"nodes": ("cluster-a", "cluster-b"), "ports": (59203, 59204),
+           "env": "ANNOTA_TEST_ELASTICSEARCH_CLUSTER_URL", "write_queue": 1,
+           "max_request": "20mb"}
+for _node, _port in zip(CLUSTER["nodes"], CLUSTER["ports"], strict=True):
+    ENGINES[_node] = {**ENGINES["elasticsearch"], "port": _port, "install": "elasticsearch",
+                      "node": _node, "env": CLUSTER["env"] if _node == "cluster-a" else None}
 PAINLESS_JARS = [  # lang-painless and its runtime dependencies (its Maven POM)
     "org.opensearch.plugin:lang-painless:{v}",
     "org.opensearch.plugin:opensearch-scripting-painless-spi:{v}",
@@ -209,7 +220,7 @@ def extract(archive: Path, into: Path) -> None:
 
 def install_engine(name: str, spec: dict) -> Path:
     version = spec["version"]
-    home = SERVICES_DIR / f"{name}-{version}"
+    home = SERVICES_DIR / f"{spec.get('install', name)}-{version}"
     product = spec["artifact"].split(":")[1]
     dist = home / f"{product}-{version}"
     if dist.exists():
@@ -233,12 +244,14 @@ def install_engine(name: str, spec: dict) -> Path:
     return dist
 
 
-def engine_answers(url: str) -> bool:
+def engine_answers(url: str, nodes: int = 1) -> bool:
     try:
         with urllib.request.urlopen(f"{url}/_cluster/health", timeout=2) as response:
-            return json.load(response).get("status") in ("green", "yellow")
+            health = json.load(response)
     except OSError:
         return False
+    return health.get("status") in ("green", "yellow") and health.get("number_of_nodes",
+                                                                       1) >= nodes
 
 
 def start_engine(name: str, spec: dict) -> str:
@@ -246,7 +259,7 @@ def start_engine(name: str, spec: dict) -> str:
     if engine_answers(url):
         return url
     dist = install_engine(name, spec)
-    state = dist.parent / "state"
+    state = dist.parent / (f"state-{spec['node']}" if spec.get("node") else "state")
     (state / "data").mkdir(parents=True, exist_ok=True)
     (state / "logs").mkdir(exist_ok=True)
     product = "opensearch" if "opensearch" in spec["artifact"] else "elasticsearch"
@@ -256,6 +269,16 @@ def start_engine(name: str, spec: dict) -> str:
         "path.data": state / "data", "path.logs": state / "logs",
         "cluster.routing.allocation.disk.threshold_enabled": "false",
     }
+    if spec.get("node"):  # a node of the two-node cluster
+        del settings["discovery.type"]
+        settings.update({
+            "cluster.name": "annota-test-cluster", "node.name": spec["node"],
+            "discovery.seed_hosts": ",".join(f"127.0.0.1:{p + 100}" for p in CLUSTER["ports"]),
+            "cluster.initial_master_nodes": ",".join(CLUSTER["nodes"]),
+            "thread_pool.write.size": 1,
+            "thread_pool.write.queue_size": CLUSTER["write_queue"],
+            # smaller than the usual 100mb: a bulk request must be bounded in bytes too
+            "http.max_content_length": CLUSTER["max_request"]})
     if product == "elasticsearch":
         settings["xpack.security.enabled"] = "false"
     prefix = "ES" if product == "elasticsearch" else "OPENSEARCH"
@@ -276,9 +299,9 @@ def start_engine(name: str, spec: dict) -> str:
     return url
 
 
-def wait_for(name: str, url: str, timeout: float = 240) -> None:
+def wait_for(name: str, url: str, timeout: float = 240, nodes: int = 1) -> None:
     deadline = time.monotonic() + timeout
-    while not engine_answers(url):
+    while not engine_answers(url, nodes):
         if time.monotonic() > deadline:
             raise SystemExit(f"[services] {name} did not come up on {url} in {timeout:g}s; "
                              f"see its logs under {SERVICES_DIR}")
@@ -286,15 +309,18 @@ def wait_for(name: str, url: str, timeout: float = 240) -> None:
 
 
 def search_engines() -> dict[str, str]:
-    urls, started = {}, []
+    urls, started = {}, {}
     for name, spec in ENGINES.items():
-        if os.environ.get(spec["env"]):
-            urls[spec["env"]] = os.environ[spec["env"]]
+        given = os.environ.get(CLUSTER["env"] if spec.get("node") else spec["env"])
+        if given:
+            if spec["env"]:
+                urls[spec["env"]] = given
         else:
-            urls[spec["env"]] = start_engine(name, spec)
-            started.append(name)
-    for name in started:  # they boot in parallel; wait for each
-        wait_for(name, urls[ENGINES[name]["env"]])
+            started[name] = start_engine(name, spec)
+            if spec["env"]:
+                urls[spec["env"]] = started[name]
+    for name, url in started.items():  # they boot in parallel; wait for each
+        wait_for(name, url, nodes=len(CLUSTER["nodes"]) if ENGINES[name].get("node") else 1)
     return urls
 
 
@@ -304,7 +330,7 @@ def stop() -> None:
         owner = "postgres" if os.geteuid() == 0 else None
         run([str(postgres_bindir() / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
             as_user=owner, stdout=sys.stderr)
-    for pidfile in [*SERVICES_DIR.glob("*/state/pid"), SERVICES_DIR / "redis" / "redis.pid"]:
+    for pidfile in [*SERVICES_DIR.glob("*/state*/pid"), SERVICES_DIR / "redis" / "redis.pid"]:
         if not pidfile.exists():
             continue
         try:

@@ -184,7 +184,10 @@ SEARCH_ENGINES = {  # test id -> (ANNOTA_SEARCH_ENGINE, environment variable wit
     "elasticsearch8": ("elasticsearch", "ANNOTA_TEST_ELASTICSEARCH_URL"),
     "elasticsearch9": ("elasticsearch", "ANNOTA_TEST_ELASTICSEARCH9_URL"),
     "opensearch": ("opensearch", "ANNOTA_TEST_OPENSEARCH_URL"),
+    # two Elasticsearch 8 nodes: indices get 2 shards and 1 replica there (see _search_env)
+    "es-cluster": ("elasticsearch", "ANNOTA_TEST_ELASTICSEARCH_CLUSTER_URL"),
 }
+CLUSTER_SETTINGS = {"ANNOTA_SEARCH_SHARDS": "2", "ANNOTA_SEARCH_REPLICAS": "1"}
 _CONTAINERS = {
     "elasticsearch8": ("testcontainers.elasticsearch", "ElasticSearchContainer",
                        "docker.elastic.co/elasticsearch/elasticsearch:8.19.3"),
@@ -199,8 +202,10 @@ _CONTAINERS = {
 def search_server(request: pytest.FixtureRequest):
     """(engine kind, URL) of a real search engine; the same tests run on each."""
     kind, variable = SEARCH_ENGINES[request.param]
+    if request.param not in _CONTAINERS and not os.environ.get(variable):
+        service_missing(f"no {request.param}: set {variable} (`bash scripts/test` starts one)")
     for url in service_url(
-        variable, request.param, _container(*_CONTAINERS[request.param]),
+        variable, request.param, _container(*_CONTAINERS.get(request.param, ("", "", ""))),
         lambda c: f"http://{c.get_container_host_ip()}:{c.get_exposed_port(9200)}",
     ):
         yield kind, url
@@ -220,6 +225,8 @@ def _search_env(tmp_path: Path, database_url: str, search_server) -> dict[str, s
     env = make_env(tmp_path, database_url)
     env.update({"ANNOTA_SEARCH_ENGINE": kind, "ANNOTA_ELASTICSEARCH": url,
                 "ANNOTA_SEARCH_INDEX_PREFIX": f"annota-test-{uuid.uuid4().hex[:10]}"})
+    if url == os.environ.get(SEARCH_ENGINES["es-cluster"][1]):
+        env.update(CLUSTER_SETTINGS)
     return env
 
 

@@ -8,6 +8,7 @@ import threading
 import time
 
 import pytest
+import sqlalchemy as sa
 
 from annota.errors import SearchEngineError
 from annota.search import connect
@@ -16,6 +17,7 @@ from annota.search.lease import ReindexLease, lease_index
 from annota.search.live import ensure_index
 from annota.search.mapping import load_schema
 from annota.server.db import open_database
+from annota.server.domain import models as m
 from tests.conftest import Annota
 from tests.search_tools import alias_of, create_dataset, engine_of, migrated
 
@@ -166,10 +168,12 @@ def any_db_search_env(request, tmp_path, search_server):
 
 
 def test_writes_at_every_moment_of_a_reindex_reach_the_new_index(any_db_search_env):
-    """Imports of new records and updates by external id keep arriving through the API's
-    all-or-nothing path while the index is rebuilt; afterwards the alias has one index
-    whose ids and versions are the database's."""
-    from annota.search.live import imported_and_indexed
+    """While the index is rebuilt, writers keep going through the API's all-or-nothing path:
+    small batches of new records with an update by external id, large batches in long
+    transactions (held open for seconds), and deletes. Afterwards the alias has exactly
+    one index, whose ids and versions are the database's."""
+    from annota.search.documents import record_version_batches
+    from annota.search.live import deleted_and_unindexed, imported_and_indexed
     from annota.server.domain import datasets
     from tests.search_tools import record
 
@@ -182,35 +186,114 @@ def test_writes_at_every_moment_of_a_reindex_reach_the_new_index(any_db_search_e
         users = [r[0] for r in connection.exec_driver_sql("SELECT id FROM users").all()]
     stop, written, failures = threading.Event(), [], []
 
-    def keep_writing() -> None:
+    def import_(batch: list[dict], hold: float = 0.0) -> None:
+        def write(connection):  # noqa: ANN001, ANN202
+            ids = datasets.import_records(connection, dataset, batch)
+            time.sleep(hold)  # a long transaction: open, its rows written, not committed
+            return ids
+        ids, _ = imported_and_indexed(db, connect(settings.search), dataset, write)
+        written.extend(ids)
+
+    def small_batches() -> None:
         n = 10_000
         while not stop.is_set():
-            batch = [record(n + k, users[:1]) for k in range(3)]  # new records
-            batch.append(record(n % 400, users[:1], word="updated"))  # an update by ext id
-            try:
-                ids, _ = imported_and_indexed(db, connect(settings.search), dataset,
-                                              lambda c, b=batch: datasets.import_records(
-                                                  c, dataset, b))
-                written.extend(ids)
-            except Exception as exc:  # noqa: BLE001 - reported below
-                failures.append(exc)
+            import_([record(n + k, users[:1]) for k in range(3)]
+                    + [record(n % 400, users[:1], word="updated")])  # an update by ext id
             n += 3
 
-    writer = threading.Thread(target=keep_writing)
-    writer.start()
+    def long_transactions() -> None:
+        n = 50_000
+        while not stop.is_set():
+            import_([record(n + k, users[:1]) for k in range(150)], hold=1.5)
+            n += 150
+
+    def deletes() -> None:
+        while not stop.wait(0.2):
+            with db.connect() as connection:
+                # a record of the long transactions' (nobody updates those meanwhile)
+                victim = connection.execute(sa.select(m.Record.id).where(
+                    m.Record.dataset_id == dataset, m.Record.external_id.like("ext-5____"))
+                    .limit(1)).scalar()
+            if victim is not None:
+                deleted_and_unindexed(db, connect(settings.search), dataset, [victim])
+
+    def guarded(work):  # noqa: ANN001, ANN202
+        def run() -> None:
+            try:
+                work()
+            except Exception as exc:  # noqa: BLE001 - reported below
+                failures.append(exc)
+        return run
+
+    writers = [threading.Thread(target=guarded(w))
+               for w in (small_batches, long_transactions, deletes)]
+    for writer in writers:
+        writer.start()
     try:
         summary = reindexing.reindex(settings, batch_size=25)
     finally:
         stop.set()
-        writer.join(timeout=120)
+        for writer in writers:
+            writer.join(timeout=120)
     assert failures == []
     (result,) = summary.results
     assert result.swapped, result.error
-    assert len(written) > 20  # writes really happened throughout
+    assert len(written) > 150  # writes really happened throughout
     (index,) = engine.alias_indices(alias)
     engine.refresh(alias)
-    from annota.search.documents import record_version_batches
-
     expected = dict(record_version_batches(db, dataset, 1000))
     db.dispose()
     assert dict(engine.iter_versions(index)) == expected
+
+
+@pytest.fixture
+def cluster_env(tmp_path, sqlite_url):
+    import os
+
+    from tests.conftest import SEARCH_ENGINES, _drop_indices, _search_env, service_missing
+
+    kind, variable = SEARCH_ENGINES["es-cluster"]
+    if not os.environ.get(variable):
+        service_missing(f"no two-node cluster: set {variable} (`bash scripts/test` starts one)")
+    env = _search_env(tmp_path, sqlite_url, (kind, os.environ[variable]))
+    yield env
+    _drop_indices(env)
+
+
+def test_on_a_cluster_429s_are_retried_and_replicas_restored(cluster_env):
+    """The cluster's nodes have one write thread and a write queue of 1: parallel senders
+    make it refuse bulk work with 429, which the reindex sends again until the index
+    equals the database."""
+    settings = migrated(cluster_env)
+    dataset = create_dataset(settings, 3000)
+    summary = reindexing.reindex(settings, batch_size=50, senders=16)
+    (result,) = summary.results
+    assert result.swapped and result.indexed == 3000, result.error
+    assert result.retried > 0  # the engine did refuse, and the refused were sent again
+    engine, alias = engine_of(settings), alias_of(settings, dataset)
+    (index,) = engine.alias_indices(alias)
+    health = engine.client.cluster.health(index=index, wait_for_status="green", timeout="60s")
+    assert health["status"] == "green" and health["active_shards"] == 4  # 2 shards x 2 copies
+    assert engine.count(alias) == 3000
+
+
+def test_large_records_go_in_requests_bounded_in_bytes(cluster_env):
+    """The cluster accepts requests of at most 20 MB: ten records of 3 MB in one batch
+    would be refused (413) as one request; bounded in bytes, they all arrive."""
+    from annota.server.domain import datasets
+    from tests.search_tools import record
+
+    settings = migrated(cluster_env)
+    dataset = create_dataset(settings, 0)
+    db = open_database(settings.database_url)
+    with db.begin() as connection:
+        users = [r[0] for r in connection.exec_driver_sql("SELECT id FROM users").all()]
+        big = [{**record(i, users), "fields": {"text": f"{i} " + "word " * 600_000,
+                                                "image": f"https://img/{i}.png"}}
+               for i in range(10)]
+        datasets.import_records(connection, dataset, big)
+    db.dispose()
+    summary = reindexing.reindex(settings, batch_size=50)  # one batch of 30 MB
+    (result,) = summary.results
+    assert result.swapped and result.indexed == 10 and result.rejected == 0, result.error
+    assert engine_of(settings).count(alias_of(settings, dataset)) == 10

@@ -112,6 +112,8 @@ class _Progress:
 @click.option("--in-place", is_flag=True,
               help="Delete each index and refill it (search is down meanwhile).")
 @click.option("--dry-run", is_flag=True, help="Print what would be done; change nothing.")
+@click.option("--senders", type=click.IntRange(1, 32), default=2, show_default=True,
+              help="Parallel bulk requests per dataset (more where the engine has capacity).")
 @click.option("--wait", "wait_seconds", type=click.FloatRange(min=0), default=300,
               show_default=True,
               help="Seconds to wait for another reindex of the same dataset (exit 13 after).")
@@ -120,8 +122,8 @@ class _Progress:
                    "Default: $ANNOTA_HOME/reindex/rejected-<time>.jsonl")
 @json_option
 def reindex(dataset_ids: tuple[str, ...], feedback_ids: tuple[str, ...], batch_size: int,
-            in_place: bool, dry_run: bool, wait_seconds: float, report: Path | None,
-            as_json: bool) -> None:
+            in_place: bool, dry_run: bool, senders: int, wait_seconds: float,
+            report: Path | None, as_json: bool) -> None:
     """Rebuild dataset search indices from the database, with zero search downtime.
 
     Each dataset's index is built anew, checked against the database, and only then
@@ -156,7 +158,7 @@ def reindex(dataset_ids: tuple[str, ...], feedback_ids: tuple[str, ...], batch_s
     try:
         summary = reindexing.reindex(config, wanted, batch_size=batch_size, in_place=in_place,
                                      report_path=report, reporter=progress,
-                                     wait=wait_seconds)
+                                     wait=wait_seconds, senders=senders)
     finally:
         progress.stop()
     if as_json:

@@ -8,6 +8,7 @@ from typing import Any
 
 from elasticsearch import ApiError, Elasticsearch, UnsupportedProductError
 from elasticsearch import ConnectionError as ClientConnectionError
+from elasticsearch.helpers import streaming_bulk
 
 from annota.errors import WrongSearchEngineError
 from annota.search.engine import EngineInfo, SearchEngine, TooManyRequests, Versioned
@@ -102,6 +103,13 @@ class ElasticsearchEngine(SearchEngine):
     def bulk(self, operations: list[dict]) -> dict:
         with self._call("index documents"):
             return self.client.bulk(operations=operations).body
+
+    def stream_bulk(self, actions: Iterator[dict], *, chunk_docs: int,
+                    chunk_bytes: int) -> Iterator[tuple[bool, dict]]:
+        with self._call("index documents"):
+            yield from streaming_bulk(self.client, actions, chunk_size=chunk_docs,
+                                      max_chunk_bytes=chunk_bytes, raise_on_error=False,
+                                      raise_on_exception=False, max_retries=0)
 
     def indices(self, pattern: str) -> dict[str, list[str]]:
         with self._call(f"list indices {pattern}"):

@@ -124,6 +124,12 @@ class SearchEngine(ABC):
         """One _bulk request; raises ``TooManyRequests`` when the whole request is refused."""
 
     @abstractmethod
+    def stream_bulk(self, actions: Iterator[dict], *, chunk_docs: int,
+                    chunk_bytes: int) -> Iterator[tuple[bool, dict]]:
+        """The client's ``streaming_bulk``: (ok, item) per action, nothing retried and
+        nothing raised for a refused document; an unreachable engine raises."""
+
+    @abstractmethod
     def indices(self, pattern: str) -> dict[str, list[str]]:
         """{index name: [its aliases]} for the indices matching ``pattern``."""
 
@@ -188,5 +194,8 @@ class SearchEngine(ABC):
             after = hits[-1]["sort"]
 
 
-class TooManyRequests(Exception):
-    """The engine refused a whole bulk request with HTTP 429; retry after a pause."""
+class TooManyRequests(SearchEngineError):
+    """The engine refused a whole request with HTTP 429 (it is overloaded)."""
+
+    def __init__(self) -> None:
+        super().__init__("the search engine is overloaded (HTTP 429); try again shortly")

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from annota.errors import ReindexBusyError, SearchEngineError
-from annota.search.engine import SearchEngine, Versioned
+from annota.search.engine import SearchEngine, TooManyRequests, Versioned
 
 RENEW_SECONDS = 2.0
 STALE_SECONDS = 10.0
@@ -55,6 +55,17 @@ def live_builds(engine: SearchEngine, among: set[str], watch: float = STALE_SECO
     return alive
 
 
+def _patiently(call: Callable[..., Any], *args: Any) -> Any:
+    """A lease operation, sent again while the engine answers 429 (it is a single small
+    document; an overloaded engine soon takes it)."""
+    for attempt in range(8):
+        try:
+            return call(*args)
+        except TooManyRequests:
+            time.sleep(min(5.0, 0.2 * 2**attempt))
+    return call(*args)
+
+
 class ReindexLease:
     def __init__(self, engine: SearchEngine, dataset_id: str, *, index: str = "",
                  renew_seconds: float = RENEW_SECONDS, stale_seconds: float = STALE_SECONDS
@@ -79,19 +90,19 @@ class ReindexLease:
         seen: tuple[Versioned, float] | None = None
         told = False
         while True:
-            self.version = self.engine.create_document(self.name, self.dataset_id,
-                                                       self._beat())
+            self.version = _patiently(self.engine.create_document, self.name,
+                                      self.dataset_id, self._beat())
             if self.version is not None:
                 break
-            current = self.engine.get_document(self.name, self.dataset_id)
+            current = _patiently(self.engine.get_document, self.name, self.dataset_id)
             if current is None:
                 continue  # released meanwhile: try again at once
             holder, version = current
             if seen is None or seen[0] != version:
                 seen = (version, time.monotonic())
             elif time.monotonic() - seen[1] >= self.stale_seconds:
-                self.version = self.engine.replace_document(self.name, self.dataset_id,
-                                                            self._beat(), version)
+                self.version = _patiently(self.engine.replace_document, self.name,
+                                          self.dataset_id, self._beat(), version)
                 if self.version is not None:
                     break  # its holder stopped renewing: taken over
             if time.monotonic() >= deadline:
@@ -122,8 +133,8 @@ class ReindexLease:
         with self._lock:
             if self.version is None or self.lost.is_set():
                 return
-            version = self.engine.replace_document(self.name, self.dataset_id,
-                                                   self._beat(**changes), self.version)
+            version = _patiently(self.engine.replace_document, self.name, self.dataset_id,
+                                 self._beat(**changes), self.version)
             if version is None:
                 self.lost.set()
             else:
@@ -140,7 +151,8 @@ class ReindexLease:
             self._renewer.join(timeout=10)
         with self._lock:
             if self.version is not None and not self.lost.is_set():
-                self.engine.delete_document(self.name, self.dataset_id, self.version)
+                _patiently(self.engine.delete_document, self.name, self.dataset_id,
+                           self.version)
             self.version = None
 
     def __enter__(self) -> ReindexLease:

@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from annota.errors import SearchEngineError
+from annota.search.bulk import remove, send
 from annota.search.documents import documents_for
 from annota.search.engine import SearchEngine, alias_name, new_index_name
 from annota.search.lease import ReindexLease
@@ -48,16 +49,11 @@ def index_records(engine: SearchEngine, connection: sa.Connection, dataset_id: A
     indexed = 0
     for start in range(0, len(record_ids), 500):
         docs = documents_for(connection, schema, record_ids[start:start + 500])
-        operations: list[dict] = []
-        for doc in docs:
-            operations += [{"index": {"_index": alias, "_id": doc["id"]}}, doc]
-        if operations:
-            response = engine.bulk(operations)
-            failed = [i["index"] for i in response["items"] if i["index"]["status"] >= 300]
-            if failed:
-                raise SearchEngineError(f"{len(failed)} records were not indexed: "
-                                        f"{failed[0].get('error')}")
-            indexed += len(docs)
+        sent = send(engine, alias, docs)  # through the alias: its write index
+        if sent.rejected:
+            raise SearchEngineError(f"{len(sent.rejected)} records were not indexed: "
+                                    f"{sent.rejected[0][2]}")
+        indexed += sent.done
     engine.refresh(alias)
     return indexed
 
@@ -94,6 +90,28 @@ def imported_and_indexed(db: sa.Engine, engine: SearchEngine, dataset_id: Any,
                                         ) from exc
             raise
     return ids, indexed
+
+
+def deleted_and_unindexed(db: sa.Engine, engine: SearchEngine, dataset_id: Any,
+                          record_ids: list[uuid.UUID]) -> int:
+    """Delete records and their documents, all or nothing, as an import writes them: one
+    transaction that commits only once the index has let go of them. Returns how many
+    records were deleted."""
+    from annota.server.domain import models as m
+
+    records = m.Record.__table__
+    alias = alias_name(engine.prefix, dataset_id)
+    with db.connect() as connection, connection.begin():
+        dialect_of(connection).join_writes(connection, dataset_id)
+        deleted = connection.execute(sa.delete(records).where(
+            records.c.dataset_id == dataset_id, records.c.id.in_(record_ids))).rowcount
+        if deleted and engine.alias_indices(alias):
+            gone = remove(engine, alias, [str(i) for i in record_ids])
+            if gone.rejected:
+                raise SearchEngineError(f"{len(gone.rejected)} documents were not deleted: "
+                                        f"{gone.rejected[0][2]}; nothing was deleted")
+            engine.refresh(alias)
+    return deleted
 
 
 def _restore(db: sa.Engine, engine: SearchEngine, dataset_id: Any,

@@ -9,6 +9,7 @@ from typing import Any
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import ConflictError, NotFoundError, TransportError
 from opensearchpy.exceptions import ConnectionError as ClientConnectionError
+from opensearchpy.helpers import streaming_bulk
 
 from annota.errors import (
     SearchEngineError,
@@ -114,6 +115,13 @@ class OpenSearchEngine(SearchEngine):
     def bulk(self, operations: list[dict]) -> dict:
         with self._call("index documents"):
             return self.client.bulk(body=operations)
+
+    def stream_bulk(self, actions: Iterator[dict], *, chunk_docs: int,
+                    chunk_bytes: int) -> Iterator[tuple[bool, dict]]:
+        with self._call("index documents"):
+            yield from streaming_bulk(self.client, actions, chunk_size=chunk_docs,
+                                      max_chunk_bytes=chunk_bytes, raise_on_error=False,
+                                      raise_on_exception=False, max_retries=0)
 
     def indices(self, pattern: str) -> dict[str, list[str]]:
         with self._call(f"list indices {pattern}"):

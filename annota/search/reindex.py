@@ -25,13 +25,14 @@ import sqlalchemy as sa
 from annota.config import Settings
 from annota.errors import ReindexError
 from annota.search import connect
+from annota.search.bulk import remove, send
 from annota.search.documents import (
     count_records,
     document_batches,
     documents_for,
     record_version_batches,
 )
-from annota.search.engine import SearchEngine, TooManyRequests, alias_name, new_index_name
+from annota.search.engine import SearchEngine, alias_name, new_index_name
 from annota.search.lease import ReindexLease
 from annota.search.mapping import DatasetSchema, dataset_mapping, index_meta, load_schema
 from annota.server.db import dialect_of, open_database, read_only
@@ -39,7 +40,6 @@ from annota.server.domain import models as m
 from annota.server.schema.migrate import ensure_at_head
 
 WRITERS_WAIT = 60.0  # seconds the final check waits for the dataset's writers to pause
-MAX_RETRIES = 8
 
 
 @dataclass
@@ -63,6 +63,7 @@ class DatasetResult:
     indexed: int = 0
     caught_up: int = 0  # documents (re)indexed for records written during the build
     rejected: int = 0
+    retried: int = 0  # documents sent again after the engine answered 429
     seconds: float = 0.0
     swapped: bool = False
     error: str | None = None
@@ -70,6 +71,7 @@ class DatasetResult:
     def to_dict(self) -> dict[str, Any]:
         return {**self.plan.to_dict(), "index": self.index, "indexed": self.indexed,
                 "caught_up": self.caught_up, "rejected": self.rejected,
+                "retried": self.retried,
                 "seconds": round(self.seconds, 3), "swapped": self.swapped, "error": self.error}
 
 
@@ -156,6 +158,7 @@ def reindex(
     report_path: Path | None = None,
     reporter: ReindexReporter | None = None,
     wait: float = 300.0,
+    senders: int = 2,
 ) -> ReindexSummary:
     """Rebuild the indices of ``dataset_ids`` (default: every dataset).
 
@@ -182,7 +185,8 @@ def reindex(
                 f"{p.name}: another reindex of it runs on {holder.get('host')} (pid "
                 f"{holder.get('pid')}); waiting for it"))
             with lease:
-                run = _DatasetReindex(db, engine, p, batch_size, report, reporter, lease)
+                run = _DatasetReindex(db, engine, p, batch_size, report, reporter, lease,
+                                      senders)
                 summary.results.append(run.in_place() if in_place else run.rebuild())
     finally:
         report.close()
@@ -194,8 +198,9 @@ def reindex(
 class _DatasetReindex:
     def __init__(self, db: sa.Engine, engine: SearchEngine, plan: DatasetPlan, batch_size: int,
                  report: RejectReport, reporter: ReindexReporter,
-                 lease: ReindexLease) -> None:
+                 lease: ReindexLease, senders: int = 2) -> None:
         self.db, self.engine, self.plan, self.lease = db, engine, plan, lease
+        self.senders = senders
         self.batch_size, self.report, self.reporter = batch_size, report, reporter
         with db.connect() as connection:
             self.schema: DatasetSchema = load_schema(connection, plan.dataset_id)
@@ -203,6 +208,7 @@ class _DatasetReindex:
         self.result = DatasetResult(plan, self.index)
         self.meta = index_meta(self.schema)
         self._rejected: set[str] = set()  # a repair may resend (and fix) a document
+        self._lock = threading.Lock()  # the senders share the result and the report
 
     # -- the two modes ------------------------------------------------------------------
     def rebuild(self) -> DatasetResult:
@@ -268,9 +274,10 @@ class _DatasetReindex:
             "number_of_replicas": self.engine.settings.replicas, "refresh_interval": None}})
 
     def _fill(self) -> None:
-        """Read batches in a thread while the previous batch is being indexed."""
-        batches: queue.Queue = queue.Queue(maxsize=2)
+        """A reader thread reads batches while ``senders`` threads index them."""
+        batches: queue.Queue = queue.Queue(maxsize=2 * self.senders)
         stop = threading.Event()
+        failures: list[BaseException] = []
 
         def produce() -> None:
             try:
@@ -283,55 +290,51 @@ class _DatasetReindex:
                             continue
                     if stop.is_set():
                         return
-                batches.put(None)
-            except BaseException as exc:  # handed to the consumer, which raises it
-                batches.put(exc)
+            except BaseException as exc:  # handed to the caller, which raises it
+                failures.append(exc)
+            finally:
+                for _ in range(self.senders):
+                    batches.put(None)
+
+        def consume() -> None:
+            while (docs := batches.get()) is not None:
+                if stop.is_set():
+                    continue  # drain, so the reader is never stuck on a full queue
+                try:
+                    indexed = self._send(docs)
+                except BaseException as exc:
+                    failures.append(exc)
+                    stop.set()
+                    continue
+                with self._lock:
+                    self.result.indexed += indexed
+                    done = self.result.indexed + self.result.rejected
+                self.reporter.progressed(self.plan, done)
 
         reader = threading.Thread(target=produce, name="reindex-reader", daemon=True)
+        senders = [threading.Thread(target=consume, name=f"reindex-sender-{i}", daemon=True)
+                   for i in range(self.senders)]
         reader.start()
-        try:
-            while (docs := batches.get()) is not None:
-                if isinstance(docs, BaseException):
-                    raise docs
-                self.result.indexed += self._send(docs)
-                self.reporter.progressed(self.plan, self.result.indexed + self.result.rejected)
-        finally:
-            stop.set()
-            reader.join(timeout=5)
+        for sender in senders:
+            sender.start()
+        for sender in senders:
+            sender.join()
+        stop.set()
+        reader.join(timeout=5)
+        if failures:
+            raise failures[0]
 
     def _send(self, docs: list[dict]) -> int:
-        """Bulk-index ``docs``, retrying what the engine refuses with 429; reports every
-        other refusal. Returns how many were indexed."""
-        pending, indexed = docs, 0
-        for attempt in range(MAX_RETRIES + 1):
-            operations: list[dict] = []
-            for doc in pending:
-                operations += [{"index": {"_index": self.index, "_id": doc["id"]}}, doc]
-            try:
-                response = self.engine.bulk(operations)
-            except TooManyRequests:
-                time.sleep(min(30.0, 0.5 * 2**attempt))
-                continue
-            if not response.get("errors"):
-                self._rejected.difference_update(doc["id"] for doc in pending)
-                return indexed + len(pending)
-            retry = []
-            for item, doc in zip(response["items"], pending, strict=True):
-                outcome = item["index"]
-                if outcome["status"] == 429:
-                    retry.append(doc)
-                elif outcome["status"] >= 300:
-                    self._reject(doc["id"], outcome["status"], outcome.get("error"))
-                else:
-                    indexed += 1
-                    self._rejected.discard(doc["id"])
-            if not retry:
-                return indexed
-            pending = retry
-            time.sleep(min(30.0, 0.5 * 2**attempt))
-        for doc in pending:
-            self._reject(doc["id"], 429, f"still refused after {MAX_RETRIES} retries")
-        return indexed
+        """Bulk-index ``docs`` (429s retried with backoff, counted); reports every other
+        refusal. Returns how many were indexed. Safe from several sender threads."""
+        sent = send(self.engine, self.index, docs)
+        with self._lock:
+            self.result.retried += sent.retried
+            for doc_id, status, error in sent.rejected:
+                self._reject(doc_id, status, error)
+            ok = {doc["id"] for doc in docs} - {r[0] for r in sent.rejected}
+            self._rejected.difference_update(ok)
+        return sent.done
 
     def _reject(self, doc_id: str, status: Any, error: Any) -> None:
         if doc_id not in self._rejected:
@@ -394,9 +397,7 @@ class _DatasetReindex:
                 docs = documents_for(connection, self.schema, chunk)
             if docs:
                 self.result.caught_up += self._send(docs)
-        for start in range(0, len(extra), 1000):
-            self.engine.bulk([{"delete": {"_index": self.index, "_id": i}}
-                              for i in extra[start:start + 1000]])
+        remove(self.engine, self.index, extra)
 
     def _still_leased(self) -> bool:
         if self.lease.held():

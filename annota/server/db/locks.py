@@ -76,17 +76,20 @@ def dataset_key(dataset_id: object) -> int:
 @contextmanager
 def exclusive_advisory_lock(connection: Connection, key: int, *, timeout: float,
                             timed_out: Callable[[str], Exception]) -> Iterator[None]:
-    """A session-level exclusive advisory lock on ``key``; shared holders (writers' own
-    transactions) are waited for, new ones wait for it."""
+    """A session-level exclusive advisory lock on ``key``: the shared holders (writers'
+    own transactions) are waited for, and, as PostgreSQL queues lock requests in order,
+    writers that come after it wait for it (polling could starve among busy writers)."""
     import sqlalchemy as sa
+    from sqlalchemy.exc import OperationalError
 
-    def try_acquire() -> bool:
-        got = connection.execute(sa.text("SELECT pg_try_advisory_lock(:key)"),
-                                 {"key": key}).scalar_one()
+    try:
+        connection.exec_driver_sql(f"SET lock_timeout = '{int(timeout * 1000)}ms'")
+        connection.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": key})
+        connection.exec_driver_sql("RESET lock_timeout")
         connection.commit()
-        return bool(got)
-
-    wait_for(try_acquire, timeout, lambda: None, "the dataset's writers", timed_out)
+    except OperationalError:
+        connection.rollback()
+        raise timed_out(f"the dataset's writers after {timeout:g}s") from None
     try:
         yield
     finally:
