@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 import uuid
 
 import sqlalchemy as sa
@@ -10,6 +11,7 @@ import sqlalchemy as sa
 from annota.config import Settings
 from annota.search import connect
 from annota.search.engine import SearchEngine, alias_name
+from annota.search.reindex import ReindexReporter
 from annota.server.db import open_database
 from annota.server.domain import datasets
 from annota.server.domain import models as m
@@ -88,3 +90,13 @@ def add_records(settings: Settings, dataset_id: uuid.UUID, numbers, users=None, 
 
 def alias_of(settings: Settings, dataset_id) -> str:  # noqa: ANN001
     return alias_name(settings.search.index_prefix, dataset_id)
+
+
+class Started(ReindexReporter):
+    """A reindex reporter whose event is set once the reindex has sent a batch."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def progressed(self, plan, done: int) -> None:  # noqa: ANN001
+        self.event.set()

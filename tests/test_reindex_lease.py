@@ -19,7 +19,7 @@ from annota.search.mapping import load_schema
 from annota.server.db import open_database
 from annota.server.domain import models as m
 from tests.conftest import Annota
-from tests.search_tools import alias_of, create_dataset, engine_of, migrated
+from tests.search_tools import Started, alias_of, create_dataset, engine_of, migrated
 
 
 def test_two_reindexes_started_together_end_on_one_index(search_env):
@@ -128,19 +128,11 @@ def test_an_alias_action_the_engine_refuses_fails(search_env):
     assert engine.alias_indices(alias) == [index]
 
 
-class Reading(reindexing.ReindexReporter):
-    def __init__(self) -> None:
-        self.read = threading.Event()
-
-    def progressed(self, plan, done: int) -> None:  # noqa: ANN001
-        self.read.set()
-
-
 def test_on_sqlite_a_reindex_reads_while_a_writer_holds_the_lock(search_env):
     settings = migrated(search_env)
     dataset = create_dataset(settings, 50)
     writer = open_database(settings.database_url)
-    reading = Reading()
+    reading = Started()
     box: dict = {}
     with writer.begin() as connection:  # BEGIN IMMEDIATE: the write lock, held
         connection.exec_driver_sql("UPDATE datasets SET guidelines = 'busy'")
@@ -149,7 +141,7 @@ def test_on_sqlite_a_reindex_reads_while_a_writer_holds_the_lock(search_env):
         thread.start()
         # the reindex reads records while the writer still holds the lock (it would wait
         # out the 30 s busy timeout, then fail, if reads took the write lock)
-        assert reading.read.wait(20)
+        assert reading.event.wait(20)
     thread.join(timeout=120)  # the writer is done: the final check and swap go ahead
     writer.dispose()
     (result,) = box["summary"].results

@@ -16,7 +16,14 @@ from annota.search.mapping import MAPPING_VERSION
 from annota.server.db import open_database
 from annota.server.domain import models as m
 from tests.conftest import Annota, make_env
-from tests.search_tools import add_records, alias_of, create_dataset, engine_of, migrated
+from tests.search_tools import (
+    Started,
+    add_records,
+    alias_of,
+    create_dataset,
+    engine_of,
+    migrated,
+)
 
 
 def test_reindex_builds_a_searchable_index_behind_an_alias(search_env_any_db):
@@ -65,14 +72,6 @@ def run_in_thread(target, *args, **kwargs):  # noqa: ANN001, ANN201
     thread = threading.Thread(target=work)
     thread.start()
     return thread, box
-
-
-class Started(reindexing.ReindexReporter):
-    def __init__(self) -> None:
-        self.event = threading.Event()
-
-    def progressed(self, plan, done: int) -> None:  # noqa: ANN001
-        self.event.set()
 
 
 def test_search_keeps_answering_and_writes_are_not_lost_during_a_reindex(search_env):

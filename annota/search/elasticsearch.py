@@ -17,6 +17,7 @@ SUPPORTED_MAJORS = ("8", "9")
 
 
 class ElasticsearchEngine(SearchEngine):
+    bulk_helper = staticmethod(streaming_bulk)
     kind, label = "elasticsearch", "Elasticsearch"
 
     def _client(self) -> Elasticsearch:
@@ -103,13 +104,6 @@ class ElasticsearchEngine(SearchEngine):
     def bulk(self, operations: list[dict]) -> dict:
         with self._call("index documents"):
             return self.client.bulk(operations=operations).body
-
-    def stream_bulk(self, actions: Iterator[dict], *, chunk_docs: int,
-                    chunk_bytes: int) -> Iterator[tuple[bool, dict]]:
-        with self._call("index documents"):
-            yield from streaming_bulk(self.client, actions, chunk_size=chunk_docs,
-                                      max_chunk_bytes=chunk_bytes, raise_on_error=False,
-                                      raise_on_exception=False, max_retries=0)
 
     def indices(self, pattern: str) -> dict[str, list[str]]:
         with self._call(f"list indices {pattern}"):

@@ -123,11 +123,20 @@ class SearchEngine(ABC):
     def bulk(self, operations: list[dict]) -> dict:
         """One _bulk request; raises ``TooManyRequests`` when the whole request is refused."""
 
+    bulk_helper: Any  # the client's own streaming_bulk
+
     @abstractmethod
+    def _call(self, what: str) -> Any:
+        """A context manager turning the client's errors into annota's."""
+
     def stream_bulk(self, actions: Iterator[dict], *, chunk_docs: int,
                     chunk_bytes: int) -> Iterator[tuple[bool, dict]]:
         """The client's ``streaming_bulk``: (ok, item) per action, nothing retried and
         nothing raised for a refused document; an unreachable engine raises."""
+        with self._call("index documents"):
+            yield from self.bulk_helper(self.client, actions, chunk_size=chunk_docs,
+                                        max_chunk_bytes=chunk_bytes, raise_on_error=False,
+                                        raise_on_exception=False, max_retries=0)
 
     @abstractmethod
     def indices(self, pattern: str) -> dict[str, list[str]]:

@@ -20,6 +20,7 @@ from annota.search.engine import EngineInfo, SearchEngine, TooManyRequests, Vers
 
 
 class OpenSearchEngine(SearchEngine):
+    bulk_helper = staticmethod(streaming_bulk)
     kind, label = "opensearch", "OpenSearch"
 
     def _client(self) -> OpenSearch:
@@ -115,13 +116,6 @@ class OpenSearchEngine(SearchEngine):
     def bulk(self, operations: list[dict]) -> dict:
         with self._call("index documents"):
             return self.client.bulk(body=operations)
-
-    def stream_bulk(self, actions: Iterator[dict], *, chunk_docs: int,
-                    chunk_bytes: int) -> Iterator[tuple[bool, dict]]:
-        with self._call("index documents"):
-            yield from streaming_bulk(self.client, actions, chunk_size=chunk_docs,
-                                      max_chunk_bytes=chunk_bytes, raise_on_error=False,
-                                      raise_on_exception=False, max_retries=0)
 
     def indices(self, pattern: str) -> dict[str, list[str]]:
         with self._call(f"list indices {pattern}"):
