@@ -125,6 +125,10 @@ class SearchEngineUnreachableError(SearchEngineError):
     exit_code = 8
 
 
+class SearchEngineOverloadedError(SearchEngineError):
+    """The engine refused a whole request with HTTP 429; bulk work retries, others fail."""
+
+
 class WrongSearchEngineError(SearchEngineError):
     """The server at the URL is not the configured kind (Elasticsearch vs OpenSearch)."""
 

@@ -11,7 +11,7 @@ from elasticsearch import ConnectionError as ClientConnectionError
 from elasticsearch.helpers import streaming_bulk
 
 from annota.errors import WrongSearchEngineError
-from annota.search.engine import EngineInfo, SearchEngine, TooManyRequests, Versioned
+from annota.search.engine import EngineInfo, SearchEngine, Versioned, too_many_requests
 
 SUPPORTED_MAJORS = ("8", "9")
 
@@ -47,7 +47,7 @@ class ElasticsearchEngine(SearchEngine):
             raise self.unreachable(exc) from None
         except ApiError as exc:
             if exc.meta.status == 429:
-                raise TooManyRequests() from None
+                raise too_many_requests() from None
             raise self.refused(what, exc.meta.status, exc.body) from None
 
     def info(self) -> EngineInfo:

@@ -17,7 +17,11 @@ from typing import Any
 from urllib.parse import unquote
 
 from annota.config import SearchSettings
-from annota.errors import SearchEngineError, SearchEngineUnreachableError
+from annota.errors import (
+    SearchEngineError,
+    SearchEngineOverloadedError,
+    SearchEngineUnreachableError,
+)
 from annota.search.errors import describe_error, scrub
 from annota.urls import split_userinfo
 
@@ -121,7 +125,7 @@ class SearchEngine(ABC):
 
     @abstractmethod
     def bulk(self, operations: list[dict]) -> dict:
-        """One _bulk request; raises ``TooManyRequests`` when the whole request is refused."""
+        """One _bulk request; ``SearchEngineOverloadedError`` when all of it is refused (429)."""
 
     bulk_helper: Any  # the client's own streaming_bulk
 
@@ -203,8 +207,6 @@ class SearchEngine(ABC):
             after = hits[-1]["sort"]
 
 
-class TooManyRequests(SearchEngineError):
-    """The engine refused a whole request with HTTP 429 (it is overloaded)."""
-
-    def __init__(self) -> None:
-        super().__init__("the search engine is overloaded (HTTP 429); try again shortly")
+def too_many_requests() -> SearchEngineOverloadedError:
+    return SearchEngineOverloadedError(
+        "the search engine is overloaded (HTTP 429); try again shortly")

@@ -21,8 +21,8 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from annota.errors import ReindexBusyError, SearchEngineError
-from annota.search.engine import SearchEngine, TooManyRequests, Versioned
+from annota.errors import ReindexBusyError, SearchEngineError, SearchEngineOverloadedError
+from annota.search.engine import SearchEngine, Versioned
 
 RENEW_SECONDS = 2.0
 STALE_SECONDS = 10.0
@@ -61,7 +61,7 @@ def _patiently(call: Callable[..., Any], *args: Any) -> Any:
     for attempt in range(8):
         try:
             return call(*args)
-        except TooManyRequests:
+        except SearchEngineOverloadedError:
             time.sleep(min(5.0, 0.2 * 2**attempt))
     return call(*args)
 

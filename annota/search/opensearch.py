@@ -16,7 +16,7 @@ from annota.errors import (
     SearchEngineUnreachableError,
     WrongSearchEngineError,
 )
-from annota.search.engine import EngineInfo, SearchEngine, TooManyRequests, Versioned
+from annota.search.engine import EngineInfo, SearchEngine, Versioned, too_many_requests
 
 
 class OpenSearchEngine(SearchEngine):
@@ -45,7 +45,7 @@ class OpenSearchEngine(SearchEngine):
             raise self.unreachable(exc) from None
         except TransportError as exc:
             if exc.status_code == 429:
-                raise TooManyRequests() from None
+                raise too_many_requests() from None
             raise self.refused(what, exc.status_code, exc.info) from None
 
     def info(self) -> EngineInfo:
