@@ -176,7 +176,7 @@ def test_writes_at_every_moment_of_a_reindex_reach_the_new_index(any_db_search_e
     db = open_database(settings.database_url)
     with db.connect() as connection:
         users = [r[0] for r in connection.exec_driver_sql("SELECT id FROM users").all()]
-    stop, written, failures = threading.Event(), [], []
+    stop, written, deleted, failures = threading.Event(), [], [], []
 
     def import_(batch: list[dict], hold: float = 0.0) -> None:
         def write(connection):  # noqa: ANN001, ANN202
@@ -186,28 +186,31 @@ def test_writes_at_every_moment_of_a_reindex_reach_the_new_index(any_db_search_e
         ids, _ = imported_and_indexed(db, connect(settings.search), dataset, write)
         written.extend(ids)
 
+    # writers at a steady rate (on SQLite they queue for its one write lock, which also
+    # pauses them for the final check: saturating it would time them out by design)
     def small_batches() -> None:
         n = 10_000
-        while not stop.is_set():
+        while not stop.wait(0.05):
             import_([record(n + k, users[:1]) for k in range(3)]
                     + [record(n % 400, users[:1], word="updated")])  # an update by ext id
             n += 3
 
     def long_transactions() -> None:
         n = 50_000
-        while not stop.is_set():
+        while not stop.wait(0.5):
             import_([record(n + k, users[:1]) for k in range(150)], hold=1.5)
             n += 150
 
     def deletes() -> None:
-        while not stop.wait(0.2):
+        while not stop.wait(0.5):
             with db.connect() as connection:
                 # a record of the long transactions' (nobody updates those meanwhile)
                 victim = connection.execute(sa.select(m.Record.id).where(
                     m.Record.dataset_id == dataset, m.Record.external_id.like("ext-5____"))
                     .limit(1)).scalar()
             if victim is not None:
-                deleted_and_unindexed(db, connect(settings.search), dataset, [victim])
+                deleted.append(deleted_and_unindexed(db, connect(settings.search), dataset,
+                                                     [victim]))
 
     def guarded(work):  # noqa: ANN001, ANN202
         def run() -> None:
@@ -222,7 +225,12 @@ def test_writes_at_every_moment_of_a_reindex_reach_the_new_index(any_db_search_e
     for writer in writers:
         writer.start()
     try:
-        summary = reindexing.reindex(settings, batch_size=25)
+        deadline = time.monotonic() + 60
+        while len(written) < 160 and time.monotonic() < deadline and not failures:
+            time.sleep(0.1)  # every kind of writer is at work before the reindex starts
+        before = len(written), len(deleted)
+        summary = reindexing.reindex(settings, batch_size=10)
+        during = len(written) - before[0], len(deleted) - before[1]
     finally:
         stop.set()
         for writer in writers:
@@ -230,7 +238,7 @@ def test_writes_at_every_moment_of_a_reindex_reach_the_new_index(any_db_search_e
     assert failures == []
     (result,) = summary.results
     assert result.swapped, result.error
-    assert len(written) > 150  # writes really happened throughout
+    assert during[0] > 0 and sum(deleted) > 0, during  # writes and deletes meanwhile
     (index,) = engine.alias_indices(alias)
     engine.refresh(alias)
     expected = dict(record_version_batches(db, dataset, 1000))
