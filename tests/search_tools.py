@@ -100,3 +100,17 @@ class Started(ReindexReporter):
 
     def progressed(self, plan, done: int) -> None:  # noqa: ANN001
         self.event.set()
+
+
+def run_in_thread(target, *args, **kwargs):  # noqa: ANN001, ANN201
+    box: dict = {}
+
+    def work() -> None:
+        try:
+            box["value"] = target(*args, **kwargs)
+        except BaseException as exc:  # re-raised by the test
+            box["error"] = exc
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    return thread, box

@@ -19,7 +19,14 @@ from annota.search.mapping import load_schema
 from annota.server.db import open_database
 from annota.server.domain import models as m
 from tests.conftest import Annota
-from tests.search_tools import Started, alias_of, create_dataset, engine_of, migrated
+from tests.search_tools import (
+    Started,
+    alias_of,
+    create_dataset,
+    engine_of,
+    migrated,
+    run_in_thread,
+)
 
 
 def test_two_reindexes_started_together_end_on_one_index(search_env):
@@ -91,27 +98,11 @@ def test_first_imports_racing_each_other_and_a_reindex_make_one_index(search_env
     with db.connect() as connection:
         schema = load_schema(connection, dataset)
     db.dispose()
-    errors: list[BaseException] = []
-
-    def first_import() -> None:
-        try:
-            ensure_index(connect(settings.search), schema)
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
-            errors.append(exc)
-
-    def a_reindex() -> None:
-        try:
-            reindexing.reindex(settings)
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
-
-    threads = [threading.Thread(target=first_import) for _ in range(4)]
-    threads.append(threading.Thread(target=a_reindex))
-    for thread in threads:
-        thread.start()
-    for thread in threads:
+    runs = [run_in_thread(ensure_index, connect(settings.search), schema) for _ in range(4)]
+    runs.append(run_in_thread(reindexing.reindex, settings))
+    for thread, _ in runs:
         thread.join(timeout=120)
-    assert errors == []
+    assert [box["error"] for _, box in runs if "error" in box] == []
     assert len(engine.alias_indices(alias)) == 1
 
 

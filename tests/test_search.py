@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import threading
 import time
 
 import sqlalchemy as sa
@@ -23,6 +22,7 @@ from tests.search_tools import (
     create_dataset,
     engine_of,
     migrated,
+    run_in_thread,
 )
 
 
@@ -58,20 +58,6 @@ def test_reindex_builds_a_searchable_index_behind_an_alias(search_env_any_db):
 
     state = maintenance.status(settings)
     assert not state.drift and state.datasets[0].documents == 120
-
-
-def run_in_thread(target, *args, **kwargs):  # noqa: ANN001, ANN201
-    box: dict = {}
-
-    def work() -> None:
-        try:
-            box["value"] = target(*args, **kwargs)
-        except BaseException as exc:  # re-raised by the test
-            box["error"] = exc
-
-    thread = threading.Thread(target=work)
-    thread.start()
-    return thread, box
 
 
 def test_search_keeps_answering_and_writes_are_not_lost_during_a_reindex(search_env):

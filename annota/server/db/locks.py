@@ -24,8 +24,7 @@ POLL_SECONDS = 0.2
 
 
 def wait_for(
-    try_acquire: Callable[[], bool], timeout: float, on_wait: Callable[[], None], what: str,
-    timed_out: Callable[[str], Exception] | None = None,
+    try_acquire: Callable[[], bool], timeout: float, on_wait: Callable[[], None], what: str
 ) -> None:
     deadline = time.monotonic() + timeout
     if try_acquire():
@@ -35,12 +34,10 @@ def wait_for(
         time.sleep(POLL_SECONDS)
         if try_acquire():
             return
-    raise (timed_out or _migration_timed_out)(f"{what} after {timeout:g}s")
-
-
-def _migration_timed_out(what: str) -> Exception:
-    return MigrationLockTimeoutError(
-        f"another migration still holds {what}; wait for it to finish or raise --lock-timeout")
+    raise MigrationLockTimeoutError(
+        f"another migration still holds {what} after {timeout:g}s; wait for it to finish "
+        "or raise --lock-timeout"
+    )
 
 
 @contextmanager
@@ -60,10 +57,17 @@ def advisory_lock(connection: Connection, *, timeout: float,
     try:
         yield
     finally:
-        if connection.in_transaction():
-            connection.rollback()
-        connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_LOCK_KEY})
-        connection.commit()
+        _unlock(connection, ADVISORY_LOCK_KEY)
+
+
+def _unlock(connection: Connection, key: int) -> None:
+    """Release a session-level advisory lock, leaving no transaction open."""
+    import sqlalchemy as sa
+
+    if connection.in_transaction():
+        connection.rollback()
+    connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+    connection.commit()
 
 
 def dataset_key(dataset_id: object) -> int:
@@ -93,10 +97,7 @@ def exclusive_advisory_lock(connection: Connection, key: int, *, timeout: float,
     try:
         yield
     finally:
-        if connection.in_transaction():
-            connection.rollback()
-        connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
-        connection.commit()
+        _unlock(connection, key)
 
 
 @contextmanager
