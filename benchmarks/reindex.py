@@ -1,6 +1,7 @@
 """annota's reindex against the engine's own limit, in one run on one engine.
 
     python benchmarks/reindex.py [--records 100000] [--senders 1,2,4] [--memory-check]
+                                 [--pinned]
 
 Seeds N records (responses, a suggestion, metadata and a vector each) into a fresh
 SQLite database (or ANNOTA_DATABASE_URL), then measures in separate processes:
@@ -15,6 +16,13 @@ Prints records/s of each, annota/raw with one sender, and annota's best against 
 raw figure (target >= 0.90). With --memory-check it also seeds 4N records and compares
 annota's peak RSS at N and 4N, with the best number of senders (target: flat). The engine comes
 from ANNOTA_SEARCH_ENGINE / ANNOTA_ELASTICSEARCH (default: the test services' Elasticsearch).
+
+With --pinned the comparison runs twice: once as above (engine, database and loader share
+every CPU), then with the engine's process on CPU 0 and both loaders on the others, as
+when the engine has machines of its own. On a 2-core machine the engine alone uses most
+of both cores during a bulk load, so in the shared layout every CPU-second annota spends
+reading the database is taken from the engine; the pinned layout shows what annota costs
+when it does not compete for the engine's CPU.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import argparse
 import json
 import os
 import random
+import re
 import resource
 import subprocess
 import sys
@@ -128,7 +137,7 @@ def child_raw(dataset: str, batch_size: int, senders: int) -> dict:
     def load(start: int) -> None:
         operations = []
         for doc in docs[start:start + batch_size]:
-            operations += [{"index": {"_index": index, "_id": doc["id"]}}, doc]
+            operations += [{"index": {"_index": index, "_id": doc.id}}, doc.source]
         response = engine.bulk(operations)
         assert not response.get("errors")
 
@@ -143,13 +152,52 @@ def child_raw(dataset: str, batch_size: int, senders: int) -> dict:
     return {"seconds": seconds, "records": count}
 
 
-def run_child(kind: str, dataset: str, batch_size: int, senders: int) -> dict:
+def run_child(kind: str, dataset: str, batch_size: int, senders: int,
+              cpus: set[int] | None = None) -> dict:
     out = subprocess.run(
         [sys.executable, __file__, "--child", kind, "--dataset", dataset,
          "--batch-size", str(batch_size), "--senders", str(senders)],
         check=True, capture_output=True, text=True, env=os.environ,
+        preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
     ).stdout
     return json.loads(out.strip().splitlines()[-1])
+
+
+def engine_pids(url: str) -> list[int]:
+    """The processes listening on the engine's port (``ss`` from iproute2)."""
+    port = url.rstrip("/").rsplit(":", 1)[-1]
+    out = subprocess.run(["ss", "-ltnpH", f"sport = :{port}"], capture_output=True,
+                         text=True, check=True).stdout
+    return sorted({int(p) for p in re.findall(r"pid=(\d+)", out)})
+
+
+def pin(pids: list[int], cpus: set[int]) -> None:
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            os.sched_setaffinity(int(task.name), cpus)
+
+
+def compare(dataset: str, counts: list[int], batch_size: int,
+            loader_cpus: set[int] | None = None) -> tuple[dict, int]:
+    def rate(result: dict) -> float:
+        return result["records"] / result["seconds"]
+
+    ours, raw = {}, {}
+    for senders in counts:
+        raw[senders] = run_child("raw", dataset, batch_size, senders, loader_cpus)
+        ours[senders] = run_child("reindex", dataset, batch_size, senders, loader_cpus)
+        print(f"senders={senders}: annota {rate(ours[senders]):,.0f} records/s "
+              f"({ours[senders]['seconds']:.1f}s, peak RSS "
+              f"{ours[senders]['peak_rss_mib']:.0f} MiB); raw bulk {rate(raw[senders]):,.0f} "
+              f"records/s ({raw[senders]['seconds']:.1f}s); annota/raw "
+              f"{rate(ours[senders]) / rate(raw[senders]):.2f}")
+    best_raw = max(counts, key=lambda n: rate(raw[n]))
+    best_ours = max(counts, key=lambda n: rate(ours[n]))
+    print(f"one sender: annota/raw = {rate(ours[counts[0]]) / rate(raw[counts[0]]):.2f}")
+    print(f"best: annota {rate(ours[best_ours]):,.0f} records/s ({best_ours} senders) / raw "
+          f"{rate(raw[best_raw]):,.0f} records/s ({best_raw} senders) = "
+          f"{rate(ours[best_ours]) / rate(raw[best_raw]):.2f} (target >= 0.90)")
+    return ours, best_ours
 
 
 def main() -> None:
@@ -159,6 +207,8 @@ def main() -> None:
     parser.add_argument("--senders", default="1,2,4",
                         help="numbers of parallel senders to try (comma-separated)")
     parser.add_argument("--memory-check", action="store_true", help="also seed 4N records")
+    parser.add_argument("--pinned", action="store_true",
+                        help="also compare with the engine on CPU 0 and the loaders on the rest")
     parser.add_argument("--child", choices=["reindex", "raw"], help=argparse.SUPPRESS)
     parser.add_argument("--dataset", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -180,25 +230,18 @@ def main() -> None:
     started = time.perf_counter()
     dataset = seed(args.records)
     print(f"seeded {args.records} records in {time.perf_counter() - started:.0f}s")
-
-    def rate(result: dict) -> float:
-        return result["records"] / result["seconds"]
-
-    ours, raw = {}, {}
-    for senders in counts:
-        raw[senders] = run_child("raw", dataset, args.batch_size, senders)
-        ours[senders] = run_child("reindex", dataset, args.batch_size, senders)
-        print(f"senders={senders}: annota {rate(ours[senders]):,.0f} records/s "
-              f"({ours[senders]['seconds']:.1f}s, peak RSS "
-              f"{ours[senders]['peak_rss_mib']:.0f} MiB); raw bulk {rate(raw[senders]):,.0f} "
-              f"records/s ({raw[senders]['seconds']:.1f}s); annota/raw "
-              f"{rate(ours[senders]) / rate(raw[senders]):.2f}")
-    best_raw = max(counts, key=lambda n: rate(raw[n]))
-    best_ours = max(counts, key=lambda n: rate(ours[n]))
-    print(f"one sender: annota/raw = {rate(ours[counts[0]]) / rate(raw[counts[0]]):.2f}")
-    print(f"best: annota {rate(ours[best_ours]):,.0f} records/s ({best_ours} senders) / raw "
-          f"{rate(raw[best_raw]):,.0f} records/s ({best_raw} senders) = "
-          f"{rate(ours[best_ours]) / rate(raw[best_raw]):.2f} (target >= 0.90)")
+    print(f"-- shared: engine, database and loader on all {os.cpu_count()} CPUs")
+    ours, best_ours = compare(dataset, counts, args.batch_size)
+    if args.pinned:
+        everything = set(range(os.cpu_count() or 1))
+        pids = engine_pids(settings.search.url.get_secret_value())
+        print(f"-- pinned: the engine (pids {pids}) on CPU 0, the loaders on "
+              f"CPU {sorted(everything - {0})}")
+        pin(pids, {0})
+        try:
+            compare(dataset, counts, args.batch_size, everything - {0})
+        finally:
+            pin(pids, everything)
     if args.memory_check:
         started = time.perf_counter()
         large = seed(4 * args.records)

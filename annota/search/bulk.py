@@ -1,6 +1,8 @@
 """Bulk indexing through the clients' own helper (``streaming_bulk``): chunks bounded in
 documents and in bytes (a large record never makes a request the engine refuses with
-413), and documents the engine refuses with 429 sent again after a backoff, counted."""
+413), and documents the engine refuses with 429 sent again after a backoff, counted.
+
+Documents arrive as JSON text (``documents.Document``) and go to the engine as they are."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from annota.search.documents import Document
 from annota.search.engine import SearchEngine
 
 MAX_RETRIES = 8
@@ -22,29 +25,31 @@ class BulkResult:
     retried: int = 0  # documents sent again after the engine answered 429
 
 
-def send(engine: SearchEngine, index: str, docs: list[dict[str, Any]], *,
+def send(engine: SearchEngine, index: str, docs: list[Document], *,
          max_retries: int = MAX_RETRIES, backoff: float = 0.5,
          chunk_docs: int = CHUNK_DOCS, chunk_bytes: int = CHUNK_BYTES) -> BulkResult:
-    """Index ``docs`` (each with its ``id``) into ``index``."""
-    return _stream(engine, index, docs, "index", max_retries, backoff, chunk_docs, chunk_bytes)
+    """Index ``docs`` into ``index``."""
+    return _stream(engine, index, [(d.id, d.source) for d in docs], "index", max_retries,
+                   backoff, chunk_docs, chunk_bytes)
 
 
 def remove(engine: SearchEngine, index: str, ids: list[str], *,
            max_retries: int = MAX_RETRIES, backoff: float = 0.5) -> BulkResult:
     """Delete the documents ``ids`` from ``index``; one already gone counts as done."""
-    return _stream(engine, index, [{"id": i} for i in ids], "delete", max_retries, backoff,
+    return _stream(engine, index, [(i, None) for i in ids], "delete", max_retries, backoff,
                    CHUNK_DOCS, CHUNK_BYTES)
 
 
-def _stream(engine: SearchEngine, index: str, docs: list[dict[str, Any]], op: str,
+def _stream(engine: SearchEngine, index: str, items: list[tuple[str, str | None]], op: str,
             max_retries: int, backoff: float, chunk_docs: int, chunk_bytes: int
             ) -> BulkResult:
     result = BulkResult()
-    pending = docs
+    pending = items
     for attempt in range(max_retries + 1):
-        by_id = {doc["id"]: doc for doc in pending}
-        actions = ({"_op_type": op, "_index": index, "_id": doc["id"],
-                    **({"_source": doc} if op == "index" else {})} for doc in pending)
+        by_id = dict(pending)
+        actions = ({"_op_type": op, "_index": index, "_id": doc_id,
+                    **({"_source": source} if op == "index" else {})}
+                   for doc_id, source in pending)
         again = []
         for ok, item in engine.stream_bulk(actions, chunk_docs=chunk_docs,
                                            chunk_bytes=chunk_bytes):
@@ -55,7 +60,7 @@ def _stream(engine: SearchEngine, index: str, docs: list[dict[str, Any]], op: st
             if ok or (op == "delete" and outcome.get("status") == 404):
                 result.done += 1
             elif outcome.get("status") == 429:
-                again.append(by_id[outcome["_id"]])
+                again.append((outcome["_id"], by_id[outcome["_id"]]))
             else:
                 result.rejected.append((outcome["_id"], outcome.get("status"),
                                         outcome.get("error")))
@@ -64,6 +69,6 @@ def _stream(engine: SearchEngine, index: str, docs: list[dict[str, Any]], op: st
         result.retried += len(again)
         pending = again
         time.sleep(min(30.0, backoff * 2**attempt))
-    result.rejected += [(doc["id"], 429, f"still refused after {max_retries} retries")
-                        for doc in pending]
+    result.rejected += [(doc_id, 429, f"still refused after {max_retries} retries")
+                        for doc_id, _ in pending]
     return result

@@ -1,27 +1,34 @@
-"""Search documents from the database: keyset-paginated, a few queries per batch.
+"""Search documents, built by the database as JSON text: one query per batch.
 
-Each batch reads its records in a short transaction of its own (no OFFSET, no long
-cursor), then loads the batch's responses, suggestions and vectors with one query each.
+A document is the record with its responses, suggestions and vectors. The database
+renders it (``server/db/json_sql.py`` holds each dialect's JSON functions), so building
+costs Python almost nothing, and the text goes to the engine as it is. The same query
+serves a reindex (keyset-paginated by id, each batch in a short transaction of its own)
+and live indexing (given ids, inside the writer's transaction).
+
+A document's version is its ``updated_at`` as the document carries it, rendered by the
+same SQL expression, so the index and the database compare exactly.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
 from annota.search.mapping import DatasetSchema
+from annota.server.db import dialect_of
 from annota.server.domain import models as m
 
-RECORDS, RESPONSES = m.Record.__table__, m.Response.__table__
-SUGGESTIONS, VECTORS = m.Suggestion.__table__, m.Vector.__table__
+RECORDS = m.Record.__table__
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
+class Document(NamedTuple):
+    id: str
+    version: str
+    source: str  # the document as JSON text
 
 
 def count_records(connection: sa.Connection, dataset_id: uuid.UUID) -> int:
@@ -30,101 +37,96 @@ def count_records(connection: sa.Connection, dataset_id: uuid.UUID) -> int:
     ).scalar_one()
 
 
-def build_documents(connection: sa.Connection, schema: DatasetSchema,
-                    records: list[sa.Row]) -> list[dict[str, Any]]:
-    ids = [r.id for r in records]
-    responses: dict[uuid.UUID, list] = {i: [] for i in ids}
-    suggestions: dict[uuid.UUID, dict] = {i: {} for i in ids}
-    vectors: dict[uuid.UUID, dict] = {i: {} for i in ids}
-    questions = {name for name, _ in schema.questions.values()}
-    for row in connection.execute(sa.select(
-        RESPONSES.c.record_id, RESPONSES.c.user_id, RESPONSES.c.status, RESPONSES.c["values"],
-        RESPONSES.c.updated_at,
-    ).where(RESPONSES.c.record_id.in_(ids))):
-        values = {q: v.get("value") if isinstance(v, dict) else v
-                  for q, v in (row.values or {}).items() if q in questions}
-        responses[row.record_id].append({
-            "user_id": str(row.user_id) if row.user_id else None, "status": row.status,
-            "values": values, "updated_at": _iso(row.updated_at),
-        })
-    for row in connection.execute(sa.select(
-        SUGGESTIONS.c.record_id, SUGGESTIONS.c.question_id, SUGGESTIONS.c.value,
-        SUGGESTIONS.c.score, SUGGESTIONS.c.agent,
-    ).where(SUGGESTIONS.c.record_id.in_(ids))):
-        name = schema.questions.get(row.question_id, (None,))[0]
-        if name:
-            suggestions[row.record_id][name] = {"value": row.value, "score": row.score,
-                                                "agent": row.agent}
-    for row in connection.execute(sa.select(
-        VECTORS.c.record_id, VECTORS.c.vector_settings_id, VECTORS.c.value,
-    ).where(VECTORS.c.record_id.in_(ids))):
-        name = schema.vectors.get(row.vector_settings_id, (None,))[0]
-        if name:
-            vectors[row.record_id][name] = row.value
-    return [
-        {
-            "id": str(r.id),
-            "dataset_id": str(r.dataset_id),
-            "external_id": r.external_id,
-            "inserted_at": _iso(r.inserted_at),
-            "updated_at": _iso(r.updated_at),
-            "fields": {k: v for k, v in (r.fields or {}).items() if k in schema.fields},
-            "metadata": r.metadata or {},
-            "responses": responses[r.id],
-            "suggestions": suggestions[r.id],
-            "vectors": vectors[r.id],
-        }
-        for r in records
-    ]
+def document_sql(j: Any, where: str) -> str:
+    """The query of (id, version, source) for the records of ``where`` (about ``r``);
+    ``:field_names`` and ``:question_names`` are the members kept."""
+    fields = j.object_of("f.key", j.member("r.fields", "f"),
+                         f"FROM {j.members('r.fields', 'f')} WHERE f.key IN :field_names")
+    answers = 's."values"'
+    values = j.object_of("v.key", j.inner_value(answers, "v"),
+                         f"FROM {j.members(answers, 'v')} WHERE v.key IN :question_names")
+    responses = j.array_of(
+        j.object(("user_id", j.uuid("s.user_id")), ("status", "s.status"),
+                 ("values", values), ("updated_at", j.timestamp("s.updated_at"))),
+        "FROM responses s WHERE s.record_id = r.id")
+    suggestions = j.object_of(
+        "q.name", j.object(("value", j.value("g.value")), ("score", j.value("g.score")),
+                           ("agent", "g.agent")),
+        "FROM suggestions g JOIN questions q ON q.id = g.question_id "
+        "WHERE g.record_id = r.id AND q.dataset_id = r.dataset_id")
+    vectors = j.object_of(
+        "vs.name", j.value("v.value"),
+        "FROM vectors v JOIN vector_settings vs ON vs.id = v.vector_settings_id "
+        "WHERE v.record_id = r.id AND vs.dataset_id = r.dataset_id")
+    document = j.object(
+        ("id", j.uuid("r.id")), ("dataset_id", j.uuid("r.dataset_id")),
+        ("external_id", "r.external_id"), ("inserted_at", j.timestamp("r.inserted_at")),
+        ("updated_at", j.timestamp("r.updated_at")), ("fields", fields),
+        ("metadata", j.object_or_empty("r.metadata")), ("responses", responses),
+        ("suggestions", suggestions), ("vectors", vectors))
+    return (f"SELECT {j.uuid('r.id')} AS id, {j.timestamp('r.updated_at')} AS version, "
+            f"{j.text(document)} AS source FROM records r WHERE {where}")
 
 
-def _record_columns() -> list:
-    return [RECORDS.c.id, RECORDS.c.dataset_id, RECORDS.c.external_id, RECORDS.c.fields,
-            RECORDS.c.metadata, RECORDS.c.inserted_at, RECORDS.c.updated_at]
+def _rows(connection: sa.Connection, schema: DatasetSchema, where: str,
+          **params: Any) -> list[Document]:
+    """The documents of ``where``: the dataset's field and question names are bound, so
+    members the dataset no longer declares stay out of its documents."""
+    query = sa.text(document_sql(dialect_of(connection).json, where)).bindparams(
+        sa.bindparam("field_names", expanding=True), sa.bindparam("question_names", expanding=True))
+    params.update(field_names=sorted(schema.fields) or [""],
+                  question_names=sorted(schema.question_types) or [""])
+    if "ids" in params:
+        query = query.bindparams(sa.bindparam("ids", expanding=True, type_=sa.Uuid))
+    query = query.bindparams(*(sa.bindparam(k, type_=sa.Uuid) for k in ("dataset", "after")
+                               if k in params))
+    return [Document(*row) for row in connection.execute(query, params)]
 
 
 def document_batches(db: sa.Engine, schema: DatasetSchema,
-                     batch_size: int) -> Iterator[list[dict[str, Any]]]:
+                     batch_size: int) -> Iterator[list[Document]]:
     """Every record of the dataset as documents, ``batch_size`` at a time, by primary key."""
-    last: uuid.UUID | None = None
+    last: str | None = None
     while True:
-        query = (sa.select(*_record_columns()).where(RECORDS.c.dataset_id == schema.id)
-                 .order_by(RECORDS.c.id).limit(batch_size))
-        if last is not None:
-            query = query.where(RECORDS.c.id > last)
         with db.connect() as connection:  # one short transaction per batch
-            records = connection.execute(query).all()
-            if not records:
-                return
-            docs = build_documents(connection, schema, records)
+            if last is None:
+                docs = _rows(connection, schema, f"r.dataset_id = :dataset ORDER BY r.id "
+                             f"LIMIT {int(batch_size)}", dataset=schema.id)
+            else:
+                docs = _rows(connection, schema, f"r.dataset_id = :dataset AND r.id > :after "
+                             f"ORDER BY r.id LIMIT {int(batch_size)}",
+                             dataset=schema.id, after=uuid.UUID(last))
+        if not docs:
+            return
         yield docs
-        last = records[-1].id
+        last = docs[-1].id
 
 
 def documents_for(connection: sa.Connection, schema: DatasetSchema,
-                  ids: list[uuid.UUID]) -> list[dict[str, Any]]:
-    """Documents for the given record ids that still exist."""
-    records = connection.execute(
-        sa.select(*_record_columns()).where(RECORDS.c.id.in_(ids))
-    ).all()
-    return build_documents(connection, schema, records) if records else []
+                  ids: list[uuid.UUID]) -> list[Document]:
+    """Documents for the given record ids that still exist (in the dataset)."""
+    if not ids:
+        return []
+    return _rows(connection, schema, "r.dataset_id = :dataset AND r.id IN :ids",
+                 dataset=schema.id, ids=list(ids))
 
 
 def record_version_batches(db: sa.Engine, dataset_id: uuid.UUID,
-                           batch_size: int) -> Iterator[tuple[str, str | None]]:
-    """Every record of the dataset as (id, its version as the documents carry it), in id
+                           batch_size: int) -> Iterator[tuple[str, str]]:
+    """Every record of the dataset as (id, its version as its document carries it), in id
     order, read ``batch_size`` at a time. The version is ``updated_at``, which every write
     of a record (or of the responses, suggestions and vectors it brings) moves."""
     last: uuid.UUID | None = None
     while True:
-        query = (sa.select(RECORDS.c.id, RECORDS.c.updated_at)
-                 .where(RECORDS.c.dataset_id == dataset_id).order_by(RECORDS.c.id)
-                 .limit(batch_size))
-        if last is not None:
-            query = query.where(RECORDS.c.id > last)
         with db.connect() as connection:
-            rows = connection.execute(query).all()
+            j = dialect_of(connection).json
+            after = "" if last is None else "AND r.id > :after "
+            query = sa.text(f"SELECT {j.uuid('r.id')}, {j.timestamp('r.updated_at')} "
+                            f"FROM records r WHERE r.dataset_id = :dataset {after}"
+                            f"ORDER BY r.id LIMIT {int(batch_size)}").bindparams(
+                *(sa.bindparam(k, type_=sa.Uuid) for k in ("dataset", "after")[:1 + bool(after)]))
+            rows = connection.execute(query, {"dataset": dataset_id, "after": last}).all()
         if not rows:
             return
-        yield from ((str(i), _iso(updated)) for i, updated in rows)
-        last = rows[-1][0]
+        yield from ((i, version) for i, version in rows)
+        last = uuid.UUID(rows[-1][0])

@@ -154,5 +154,6 @@ class ElasticsearchEngine(SearchEngine):
                search_after: list | None = None, source: Any = True) -> list[dict]:
         with self._call(f"search {index}"):
             response = self.client.search(index=index, query=query, size=size, sort=sort,
-                                          search_after=search_after, source=source)
+                                          search_after=search_after, source=source,
+                                          track_total_hits=False)
         return response["hits"]["hits"]

@@ -194,7 +194,7 @@ class SearchEngine(ABC):
     def alias_indices(self, alias: str) -> list[str]:
         return [name for name, aliases in self.indices(f"{alias}*").items() if alias in aliases]
 
-    def iter_versions(self, index: str, page: int = 5000) -> Iterator[tuple[str, str | None]]:
+    def iter_versions(self, index: str, page: int = 10000) -> Iterator[tuple[str, str | None]]:
         """Every document of ``index`` as (id, its ``updated_at``: the record's version),
         by search_after on the ``id`` keyword."""
         after = None

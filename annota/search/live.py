@@ -122,13 +122,10 @@ def _restore(db: sa.Engine, engine: SearchEngine, dataset_id: Any,
             schema = load_schema(connection, dataset_id)
             docs = documents_for(connection, schema, ids)
         alias = alias_name(engine.prefix, dataset_id)
-        kept = {doc["id"] for doc in docs}
-        operations: list[dict] = [{"delete": {"_index": alias, "_id": str(i)}}
-                                  for i in ids if str(i) not in kept]
-        for doc in docs:
-            operations += [{"index": {"_index": alias, "_id": doc["id"]}}, doc]
-        if operations and engine.alias_indices(alias):
-            engine.bulk(operations)
+        if engine.alias_indices(alias):
+            kept = {doc.id for doc in docs}
+            send(engine, alias, docs)
+            remove(engine, alias, [str(i) for i in ids if str(i) not in kept])
             engine.refresh(alias)
     except Exception:  # noqa: BLE001, S110 - the caller's error is the one to report
         pass

@@ -174,7 +174,8 @@ class OpenSearchEngine(SearchEngine):
 
     def search(self, index: str, query: dict, *, size: int = 10, sort: list | None = None,
                search_after: list | None = None, source: Any = True) -> list[dict]:
-        body: dict[str, Any] = {"query": query, "size": size, "_source": source}
+        body: dict[str, Any] = {"query": query, "size": size, "_source": source,
+                                "track_total_hits": False}
         if sort:
             body["sort"] = sort
         if search_after:

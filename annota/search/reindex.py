@@ -15,6 +15,7 @@ import queue
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +28,7 @@ from annota.errors import ReindexError
 from annota.search import connect
 from annota.search.bulk import remove, send
 from annota.search.documents import (
+    Document,
     count_records,
     document_batches,
     documents_for,
@@ -195,6 +197,49 @@ def reindex(
     return summary
 
 
+def prefetched(items: Iterator[Any], depth: int = 20, chunk: int = 1000) -> Iterator[Any]:
+    """``items``, read ahead by a thread into a bounded queue of chunks; its error is
+    raised here."""
+    buffer: queue.Queue = queue.Queue(maxsize=depth)
+    failure: list[BaseException] = []
+    stop = threading.Event()
+
+    def put(part: list | None) -> bool:
+        while not stop.is_set():
+            try:
+                buffer.put(part, timeout=0.5)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            part: list = []
+            for item in items:
+                part.append(item)
+                if len(part) == chunk:
+                    if not put(part):
+                        return
+                    part = []
+            if part:
+                put(part)
+        except BaseException as exc:  # handed to the consumer
+            failure.append(exc)
+        finally:
+            put(None)
+
+    reader = threading.Thread(target=read, name="reindex-prefetch", daemon=True)
+    reader.start()
+    try:
+        while (part := buffer.get()) is not None:
+            yield from part
+        if failure:
+            raise failure[0]
+    finally:
+        stop.set()
+
+
 class _DatasetReindex:
     def __init__(self, db: sa.Engine, engine: SearchEngine, plan: DatasetPlan, batch_size: int,
                  report: RejectReport, reporter: ReindexReporter,
@@ -216,9 +261,12 @@ class _DatasetReindex:
         by identity once more and swap. Writes made at any time reach the new index: those
         before the pause by the repairs, those after it through the alias."""
         started = time.perf_counter()
+        before = self._signature()
         self._build(aliases=[])
         swapped = False
-        if self._reconciled(3, settle=False):  # the gap writers left, narrowed meanwhile
+        # the gap writers left, narrowed while they still write (skipped when the dataset
+        # looks unchanged: a hint only, the check under the pause below is the proof)
+        if self._signature() == before or self._reconciled(3, settle=False):
             try:
                 with dialect_of(self.db).writes_paused(self.db, self.schema.id, WRITERS_WAIT):
                     # writers are paused: one repair, then the index must equal the db
@@ -324,7 +372,7 @@ class _DatasetReindex:
         if failures:
             raise failures[0]
 
-    def _send(self, docs: list[dict]) -> int:
+    def _send(self, docs: list[Document]) -> int:
         """Bulk-index ``docs`` (429s retried with backoff, counted); reports every other
         refusal. Returns how many were indexed. Safe from several sender threads."""
         sent = send(self.engine, self.index, docs)
@@ -332,7 +380,7 @@ class _DatasetReindex:
             self.result.retried += sent.retried
             for doc_id, status, error in sent.rejected:
                 self._reject(doc_id, status, error)
-            ok = {doc["id"] for doc in docs} - {r[0] for r in sent.rejected}
+            ok = {doc.id for doc in docs} - {r[0] for r in sent.rejected}
             self._rejected.difference_update(ok)
         return sent.done
 
@@ -369,13 +417,23 @@ class _DatasetReindex:
                                  "inspection)")
         return False
 
+    def _signature(self) -> tuple:
+        """The dataset's record count and latest version: equal before and after a build
+        when, most likely, nobody wrote meanwhile."""
+        records = m.Record.__table__
+        with self.db.connect() as connection:
+            return tuple(connection.execute(
+                sa.select(sa.func.count(), sa.func.max(records.c.updated_at))
+                .where(records.c.dataset_id == self.schema.id)).one())
+
     def _differences(self) -> tuple[list[str], list[str]]:
         """(records whose document is missing or at another version, documents of no
-        record): a merge of both sides in id order, so memory stays flat."""
+        record): a merge of both sides in id order, so memory stays flat. Each side is
+        read ahead in a thread of its own, so the database and the engine work at once."""
         stale: list[str] = []
         extra: list[str] = []
-        ours = record_version_batches(self.db, self.schema.id, 5000)
-        theirs = self.engine.iter_versions(self.index)
+        ours = prefetched(record_version_batches(self.db, self.schema.id, 10000))
+        theirs = prefetched(self.engine.iter_versions(self.index))
         mine, doc = next(ours, None), next(theirs, None)
         while mine is not None or doc is not None:
             if doc is None or (mine is not None and mine[0] < doc[0]):

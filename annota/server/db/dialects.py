@@ -11,7 +11,7 @@ this module asks which database it is on; it asks the dialect what to do:
 - Alembic: batch mode (table rebuilds) on SQLite; ``--sql`` only on PostgreSQL;
 - heavy SQL (async migrations): inside the revision's transaction on SQLite, in
   autocommit (CONCURRENTLY) on PostgreSQL;
-- JSON documents: JSON, or JSONB;
+- JSON documents: JSON, or JSONB; JSON built in SQL (``json_sql.py``);
 - backfill writers: one that pauses between batches, or a thread pool.
 """
 
@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from annota.errors import ReindexError, UnsupportedOperationError
 from annota.server.db.connections import report_connect_errors, unreachable
+from annota.server.db.json_sql import PostgreSQLJSON, SQLiteJSON
 from annota.server.db.locks import (
     advisory_lock,
     dataset_key,
@@ -52,6 +53,7 @@ class Dialect(ABC):
     refuses_nul_in_json = False  # jsonb cannot hold \u0000 (see schema/repairs.py)
     render_as_batch = False  # Alembic batch mode: rebuild tables to alter constraints
     batch_pause = 0.0  # seconds a backfill yields between batches to waiting writers
+    json: SQLiteJSON | PostgreSQLJSON  # JSON built in SQL
 
     @abstractmethod
     def open_database(self, url: DatabaseURL, *, foreign_keys: bool = True) -> Engine: ...
@@ -134,6 +136,7 @@ class Dialect(ABC):
 class SQLiteDialect(Dialect):
     name = "sqlite"
     render_as_batch = True
+    json = SQLiteJSON()
     # one writer and no fair queue: pause so a waiting writer (a cancel, the app) gets the
     # lock within its busy handler's 100 ms retries
     batch_pause = 0.15
@@ -283,6 +286,7 @@ class SQLiteDialect(Dialect):
 class PostgreSQLDialect(Dialect):
     name = "postgresql"
     refuses_nul_in_json = True
+    json = PostgreSQLJSON()
 
     def open_database(self, url: DatabaseURL, *, foreign_keys: bool = True) -> Engine:
         import sqlalchemy as sa

@@ -144,6 +144,7 @@ class Record(TimestampMixin, Base):
         sa.Index("ix_records_dataset_id_inserted_at", "dataset_id", "inserted_at"),
         sa.Index("ix_records_dataset_id_external_id", "dataset_id", "external_id"),
         sa.Index("ix_records_dataset_id_status", "dataset_id", "status"),
+        sa.Index("ix_records_dataset_id_id", "dataset_id", "id"),
     )
 
     fields: Mapped[dict[str, Any]] = mapped_column(Document)
