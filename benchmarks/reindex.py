@@ -234,7 +234,7 @@ def main() -> None:
     ours, best_ours = compare(dataset, counts, args.batch_size)
     if args.pinned:
         everything = set(range(os.cpu_count() or 1))
-        pids = engine_pids(settings.search.url.get_secret_value())
+        pids = engine_pids(settings.search.url)
         print(f"-- pinned: the engine (pids {pids}) on CPU 0, the loaders on "
               f"CPU {sorted(everything - {0})}")
         pin(pids, {0})

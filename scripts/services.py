@@ -18,6 +18,10 @@ is left alone. Otherwise, on loopback ports under ANNOTA_SERVICES_DIR (default
   has no k-NN, so its k-NN plugin and the lang-painless module it extends are added from
   their Maven Central artifacts.
 
+- a Docker engine (Debian's docker.io; dockerd started here, as root), a stand-in base image
+  made with debootstrap (python3, its venv module and this machine's CA bundle), and
+  PostgreSQL and Redis images built on it (tests/images) for the testcontainers fallback.
+
 Standard library only: this runs before anything is installed. Messages go to stderr;
 stdout carries only the exports.
 """
@@ -324,6 +328,90 @@ def search_engines() -> dict[str, str]:
     return urls
 
 
+DOCKER_DIR = SERVICES_DIR / "docker"
+BASE_IMAGE = "annota-base:bookworm"  # a stand-in for python:3.11-slim, from Debian packages
+TEST_IMAGES = {"ANNOTA_TEST_POSTGRES_IMAGE": ("annota-test-postgres:15", "postgres"),
+               "ANNOTA_TEST_REDIS_IMAGE": ("annota-test-redis:7", "redis")}
+IMAGES_DIR = Path(__file__).resolve().parent.parent / "tests" / "images"
+
+
+def docker_answers() -> bool:
+    return shutil.which("docker") is not None and subprocess.run(
+        ["docker", "info"], capture_output=True).returncode == 0
+
+
+def image_exists(tag: str) -> bool:
+    return subprocess.run(["docker", "image", "inspect", tag],
+                          capture_output=True).returncode == 0
+
+
+def ca_bundle() -> Path:
+    """The CA bundle this machine's pip trusts: pip inside a build needs the same one."""
+    for candidate in (os.environ.get("PIP_CERT"), os.environ.get("REQUESTS_CA_BUNDLE"),
+                      os.environ.get("SSL_CERT_FILE"), "/etc/ssl/certs/ca-certificates.crt"):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    raise SystemExit("[services] no CA bundle found for the Docker base image")
+
+
+def build_base() -> None:
+    """``debootstrap --variant=minbase bookworm`` with python3 and its venv module, plus the
+    machine's CA bundle, imported as BASE_IMAGE (public images cannot be pulled here)."""
+    if not shutil.which("debootstrap"):
+        apt_install("debootstrap")
+    rootfs = DOCKER_DIR / "rootfs"
+    if not (rootfs / "usr" / "bin" / "python3").exists():
+        shutil.rmtree(rootfs, ignore_errors=True)
+        log("building the stand-in base image with debootstrap (a few minutes, once)")
+        run(["debootstrap", "--variant=minbase", "--include=python3,python3-venv,ca-certificates",
+             "bookworm", str(rootfs), "http://deb.debian.org/debian"], stdout=sys.stderr)
+    bundle = "/etc/ssl/certs/ca-certificates.crt"
+    shutil.copyfile(ca_bundle(), rootfs / bundle.lstrip("/"))
+    for cached in (rootfs / "var" / "cache" / "apt" / "archives").glob("*.deb"):
+        cached.unlink()
+    tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+    run(["docker", "import", "--change", f"ENV PIP_CERT={bundle}",
+         "--change", f"ENV SSL_CERT_FILE={bundle}", "--change", 'CMD ["/bin/bash"]',
+         "-", BASE_IMAGE], stdin=tar.stdout, stdout=sys.stderr)
+    tar.wait()
+
+
+def docker() -> dict[str, str]:
+    """A Docker engine (Debian's docker.io, dockerd started here as root), the stand-in
+    base image, and PostgreSQL and Redis images built on it for the testcontainers
+    fallback. Nothing when there is no engine and we cannot start one (not root)."""
+    if not docker_answers():
+        if os.geteuid() != 0:
+            log("no Docker engine, and not root to start one: the Docker tests will skip")
+            return {}
+        if not shutil.which("dockerd"):
+            apt_install("docker.io", "docker-compose")
+        state = DOCKER_DIR / "state"
+        state.mkdir(parents=True, exist_ok=True)
+        log(f"starting dockerd (output in {state / 'dockerd.log'})")
+        with open(state / "dockerd.log", "ab") as out:
+            daemon = subprocess.Popen(["dockerd"], stdout=out, stderr=subprocess.STDOUT,
+                                      start_new_session=True)
+        (state / "pid").write_text(str(daemon.pid))
+        deadline = time.monotonic() + 60
+        while not docker_answers():
+            if daemon.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"[services] dockerd did not start; see {state / 'dockerd.log'}")
+            time.sleep(0.5)
+    if not shutil.which("docker-compose") and os.geteuid() == 0:
+        apt_install("docker-compose")  # to check docker/docker-compose.yaml with
+    if not image_exists(BASE_IMAGE):
+        build_base()
+    exports = {"ANNOTA_TEST_DOCKER_BASE": BASE_IMAGE}
+    for variable, (tag, folder) in TEST_IMAGES.items():
+        if not image_exists(tag):
+            log(f"building {tag} from Debian packages")
+            run(["docker", "build", "--network", "host", "--build-arg", f"BASE={BASE_IMAGE}",
+                 "-t", tag, str(IMAGES_DIR / folder)], stdout=sys.stderr)
+        exports[variable] = tag
+    return exports
+
+
 def stop() -> None:
     data = SERVICES_DIR / "postgres" / "data"
     if (data / "postmaster.pid").exists():
@@ -345,7 +433,7 @@ def main(argv: list[str]) -> None:
     command = argv[1] if len(argv) > 1 else "env"
     if command == "env":
         exports = {"ANNOTA_TEST_POSTGRES_URL": postgres(), "ANNOTA_TEST_REDIS_URL": redis(),
-                   **search_engines()}
+                   **search_engines(), **docker()}
         for key, value in exports.items():
             print(f"export {key}={shlex.quote(value)}")
     elif command == "stop":

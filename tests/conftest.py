@@ -23,6 +23,11 @@ from annota.config import Settings
 from annota.urls import DatabaseURL
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# testcontainers' reaper runs from an image that cannot be pulled here; every fixture that
+# starts a container stops it itself
+os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+POSTGRES_IMAGE = os.environ.get("ANNOTA_TEST_POSTGRES_IMAGE", "postgres:16-alpine")
+REDIS_IMAGE = os.environ.get("ANNOTA_TEST_REDIS_IMAGE", "redis:7-alpine")
 
 
 def service_missing(reason: str) -> None:
@@ -66,7 +71,7 @@ def _container(module: str, name: str, *args, **kwargs):  # noqa: ANN001, ANN202
 def postgres_server_url():
     yield from service_url(
         "ANNOTA_TEST_POSTGRES_URL", "PostgreSQL",
-        _container("testcontainers.postgres", "PostgresContainer", "postgres:16-alpine",
+        _container("testcontainers.postgres", "PostgresContainer", POSTGRES_IMAGE,
                    driver=None),
         lambda c: c.get_connection_url())
 
@@ -262,7 +267,7 @@ def search_env_any_db(tmp_path: Path, database_url: str, search_server):
 def redis_server_url():
     yield from service_url(
         "ANNOTA_TEST_REDIS_URL", "Redis",
-        _container("testcontainers.redis", "RedisContainer", "redis:7-alpine"),
+        _container("testcontainers.redis", "RedisContainer", REDIS_IMAGE),
         lambda c: f"redis://{c.get_container_host_ip()}:{c.get_exposed_port(6379)}/0")
 
 

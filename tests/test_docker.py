@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -12,7 +15,7 @@ import pytest
 import yaml
 
 from annota.search import reindex as reindexing
-from tests.conftest import _drop_indices, make_env
+from tests.conftest import _drop_indices, make_env, service_missing
 from tests.search_tools import alias_of, create_dataset, engine_of, migrated
 from tests.server_tools import free_port, start, stop, wait_until_answering
 
@@ -98,6 +101,21 @@ def test_entrypoint_gives_up_on_an_unreachable_database(tmp_path):
     assert process.wait(timeout=60) == 5
     text = log.read_text()
     assert "giving up" in text and "Sup3r-s3cret" not in text
+
+
+def test_the_compose_tool_accepts_the_file():
+    """Checked by the compose tool itself (Debian's docker-compose 1.29 here, or the
+    `docker compose` plugin), not only read as YAML."""
+    if shutil.which("docker-compose"):
+        command = ["docker-compose"]
+    elif subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        command = ["docker", "compose"]
+    else:
+        service_missing("no compose tool: scripts/services.py installs docker-compose")
+    checked = subprocess.run([*command, "-f", str(ROOT / "docker" / "docker-compose.yaml"),
+                              "config", "-q"], capture_output=True, text=True,
+                             env={**os.environ, "PASSWORD": "x"})
+    assert checked.returncode == 0, checked.stderr
 
 
 def test_compose_defines_the_services_and_variables():
