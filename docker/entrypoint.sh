@@ -52,6 +52,11 @@ case "${REINDEX_DATASETS:-}" in
     ;;
 esac
 
+# the role, for the image's HEALTHCHECK (the image sets ANNOTA_ROLE_FILE)
+role=${1:-start}
+if [ -n "${ANNOTA_ROLE_FILE:-}" ]; then
+  printf '%s\n' "$role" > "$ANNOTA_ROLE_FILE"
+fi
 if [ "$#" -gt 0 ]; then
   exec $annota server "$@"
 fi

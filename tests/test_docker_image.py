@@ -113,6 +113,15 @@ def ready(port: int, running: Running, timeout: float = 240) -> httpx.Response:
     return answer
 
 
+def healthy(running: Running, timeout: float = 60) -> None:
+    """Wait for the image's HEALTHCHECK to say healthy (never unhealthy on the way)."""
+    deadline = time.monotonic() + timeout
+    while (health := running.health()) != "healthy":
+        assert health == "starting", (health, running.logs()[-2000:])
+        assert time.monotonic() < deadline, "never healthy"
+        time.sleep(1)
+
+
 @pytest.fixture
 def docker_env(tmp_path, postgres_url, elasticsearch_url):
     env = make_env(tmp_path, postgres_url)
@@ -130,11 +139,7 @@ def test_fresh_database_zero_datasets_with_reindex(image, docker_env):
         datasets = httpx.get(f"http://127.0.0.1:{port}/api/v1/datasets", headers=HEADERS,
                              timeout=10)
         assert datasets.status_code == 200 and datasets.json() == []
-        deadline = time.monotonic() + 60
-        while running.health() != "healthy":
-            assert running.health() in ("starting", "healthy"), running.health()
-            assert time.monotonic() < deadline, "never healthy"
-            time.sleep(1)
+        healthy(running)
         uid = running.container.exec(["id", "-u"])
         assert uid.exit_code == 0 and int(uid.output) != 0  # not root
         assert running.container.get_wrapped_container().attrs["Config"]["User"] == "annota"
@@ -200,6 +205,7 @@ def test_a_worker_container_runs_a_backfill_queued_through_the_api(image, docker
                 assert worker.poll() is None, worker.logs()[-3000:]
                 assert time.monotonic() < deadline, (statuses(), worker.logs()[-3000:])
                 time.sleep(1)
+            healthy(worker)
             logs = worker.logs()
     for secret in secrets_of(env):
         assert secret not in logs

@@ -6,6 +6,7 @@ import multiprocessing
 import signal
 import socket
 import sys
+import uuid
 
 from annota.config import Settings
 from annota.errors import ConfigurationError, RedisUnreachableError
@@ -19,7 +20,9 @@ def _work(url: str, index: int, burst: bool) -> None:
     from rq import Queue, Worker
 
     connection = Redis.from_url(url)
-    name = f"annota-{socket.gethostname()}-{multiprocessing.current_process().pid}-{index}"
+    # unique even where hosts share a name and pids (containers on the host's network)
+    name = (f"annota-{socket.gethostname()}-{multiprocessing.current_process().pid}-{index}-"
+            f"{uuid.uuid4().hex[:8]}")
     Worker([Queue(QUEUE_NAME, connection=connection)], connection=connection,
            name=name).work(burst=burst, with_scheduler=False)
 
