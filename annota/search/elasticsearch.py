@@ -151,9 +151,13 @@ class ElasticsearchEngine(SearchEngine):
         return {index: entry["mappings"].get("_meta", {}) for index, entry in found.body.items()}
 
     def search(self, index: str, query: dict, *, size: int = 10, sort: list | None = None,
-               search_after: list | None = None, source: Any = True) -> list[dict]:
+               search_after: list | None = None, source: Any = True,
+               docvalues: list[str] | None = None) -> list[dict]:
+        extra: dict[str, Any] = {"docvalue_fields": docvalues} if docvalues else {}
+        if docvalues and source is False:
+            extra["stored_fields"] = "_none_"  # not even _id: the sort values carry the id
         with self._call(f"search {index}"):
             response = self.client.search(index=index, query=query, size=size, sort=sort,
                                           search_after=search_after, source=source,
-                                          track_total_hits=False)
+                                          track_total_hits=False, **extra)
         return response["hits"]["hits"]

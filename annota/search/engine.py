@@ -156,7 +156,8 @@ class SearchEngine(ABC):
 
     @abstractmethod
     def search(self, index: str, query: dict, *, size: int = 10, sort: list | None = None,
-               search_after: list | None = None, source: Any = True) -> list[dict]: ...
+               search_after: list | None = None, source: Any = True,
+               docvalues: list[str] | None = None) -> list[dict]: ...
 
     # single documents with optimistic concurrency (sequence number, primary term): the
     # reindex lease is one such document
@@ -196,12 +197,14 @@ class SearchEngine(ABC):
 
     def iter_versions(self, index: str, page: int = 10000) -> Iterator[tuple[str, str | None]]:
         """Every document of ``index`` as (id, its ``updated_at``: the record's version),
-        by search_after on the ``id`` keyword."""
+        by search_after on the ``id`` keyword, from doc values only (no ``_source``)."""
         after = None
         while True:
             hits = self.search(index, {"match_all": {}}, size=page, sort=[{"id": "asc"}],
-                               search_after=after, source=["updated_at"])
-            yield from ((h["_id"], h.get("_source", {}).get("updated_at")) for h in hits)
+                               search_after=after, source=False,
+                               docvalues=["updated_at.exact"])
+            yield from ((h["sort"][0], (h.get("fields", {}).get("updated_at.exact") or [None])[0])
+                        for h in hits)
             if len(hits) < page:
                 return
             after = hits[-1]["sort"]

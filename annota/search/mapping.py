@@ -21,7 +21,7 @@ from annota import __version__
 from annota.server.domain import models as m
 from annota.server.domain.datasets import dataset_row
 
-MAPPING_VERSION = 1
+MAPPING_VERSION = 2  # 2: updated_at.exact
 
 QUESTION_VALUE = {
     "label_selection": {"type": "keyword"},
@@ -99,7 +99,9 @@ def dataset_mapping(engine, schema: DatasetSchema, meta: dict) -> dict[str, Any]
             "dataset_id": {"type": "keyword"},
             "external_id": {"type": "keyword"},
             "inserted_at": {"type": "date"},
-            "updated_at": {"type": "date"},
+            # .exact: the version as the document carries it, read from doc values (fast)
+            # when a reindex compares the index with the database
+            "updated_at": {"type": "date", "fields": {"exact": {"type": "keyword"}}},
             "fields": {"dynamic": False, "properties": {
                 name: {"type": "text"} if kind == "text" else UNINDEXED
                 for name, kind in schema.fields.items()

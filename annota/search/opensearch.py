@@ -173,9 +173,14 @@ class OpenSearchEngine(SearchEngine):
         return {index: entry["mappings"].get("_meta", {}) for index, entry in found.items()}
 
     def search(self, index: str, query: dict, *, size: int = 10, sort: list | None = None,
-               search_after: list | None = None, source: Any = True) -> list[dict]:
+               search_after: list | None = None, source: Any = True,
+               docvalues: list[str] | None = None) -> list[dict]:
         body: dict[str, Any] = {"query": query, "size": size, "_source": source,
                                 "track_total_hits": False}
+        if docvalues:
+            body["docvalue_fields"] = docvalues
+            if source is False:
+                body["stored_fields"] = "_none_"  # the sort values carry the id
         if sort:
             body["sort"] = sort
         if search_after:
