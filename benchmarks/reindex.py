@@ -22,7 +22,8 @@ every CPU), then with the engine's process on CPU 0 and both loaders on the othe
 when the engine has machines of its own. On a 2-core machine the engine alone uses most
 of both cores during a bulk load, so in the shared layout every CPU-second annota spends
 reading the database is taken from the engine; the pinned layout shows what annota costs
-when it does not compete for the engine's CPU.
+when it does not compete for the engine's CPU. Pinning needs the right to set the engine's
+CPU affinity (root, or the engine's own user).
 """
 
 from __future__ import annotations
