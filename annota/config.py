@@ -211,6 +211,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ANNOTA_BACKFILL_STALE_SECONDS", _seconds, DEFAULT_STALE_SECONDS,
             "a number of seconds above 0",
             "a RUNNING job without a heartbeat this long is reclaimed"),
+    Setting("ANNOTA_MIGRATION_LOCK_TIMEOUT", _seconds, 5.0, "a number of seconds above 0",
+            "PostgreSQL: how long a revision waits for a lock before it is tried again"),
+    Setting("ANNOTA_MIGRATION_STATEMENT_TIMEOUT", _seconds, 600.0,
+            "a number of seconds above 0",
+            "PostgreSQL: how long one statement of a revision may run"),
+    Setting("ANNOTA_MIGRATION_RETRIES", _whole(0, 100), 4, "a whole number from 0 to 100",
+            "times a revision that hit the lock timeout is tried again (with backoff)"),
     Setting("ANNOTA_ALLOW_SCHEDULED_MIGRATIONS", _flag, False, "true or false",
             "`true`: `migrate` only schedules async migrations"),
     Setting("ANNOTA_SERVER_HOST", _host, "127.0.0.1", "a host name or IP address",
@@ -260,6 +267,9 @@ class Settings:
     redis_url: str | None = field(repr=False)  # may carry a password
     backfill_threads: int
     backfill_stale_seconds: float
+    migration_lock_timeout: float
+    migration_statement_timeout: float
+    migration_retries: int
     allow_scheduled_migrations: bool
     server_host: str
     server_port: int

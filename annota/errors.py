@@ -82,6 +82,13 @@ class MigrationError(AnnotaError):
     exit_code = 1
 
 
+class RevisionLockTimeoutError(MigrationError):
+    """A revision could not take its table locks within the lock timeout, every time it was
+    tried; the database stays at the previous revision."""
+
+    exit_code = 6
+
+
 class SchemaNotReadyError(AnnotaError):
     """The schema is not at this code's head (``check``; ``start`` refuses to serve)."""
 

@@ -230,6 +230,11 @@ class _Printer:
         verb = "Applied" if step.direction == "upgrade" else "Reverted"
         self.echo(f"{verb} {step.revision.revision} ({step.revision.release}) in {seconds:.3f}s")
 
+    def retrying(self, step, tries: int, delay: float, blockers: str) -> None:  # noqa: ANN001
+        self.echo(f"{step.revision.revision} ({step.revision.release}) could not take its "
+                  f"locks (blocked by {blockers}); rolled back, trying again in {delay:g}s "
+                  f"({tries} of the retries)")
+
 
 def _confirm(yes: bool):  # noqa: ANN202
     def confirm(plan) -> bool:  # noqa: ANN001

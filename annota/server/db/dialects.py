@@ -29,6 +29,7 @@ from annota.errors import ReindexError, UnsupportedOperationError
 from annota.server.db.connections import report_connect_errors, unreachable
 from annota.server.db.json_sql import PostgreSQLJSON, SQLiteJSON
 from annota.server.db.locks import (
+    Blockers,
     advisory_lock,
     dataset_key,
     exclusive_advisory_lock,
@@ -128,6 +129,17 @@ class Dialect(ABC):
     def writes_paused(self, database: Engine, dataset_id: object, timeout: float) -> Any:
         """A context manager: no transaction that joined the dataset's writes (below) is
         open or can begin meanwhile. ``ReindexError`` if writers keep it busy too long."""
+
+    @contextmanager
+    def ddl_guard(self, database: Engine, connection: Connection, *, lock_timeout: float,
+                  statement_timeout: float) -> Iterator[Blockers]:
+        """Around a migration: bound how long its DDL may wait for locks and run, and watch
+        who blocks it. SQLite has one writer and the migration lock: nothing to bound."""
+        yield Blockers(None, None)
+
+    def is_lock_timeout(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is a statement giving up on a lock (worth trying again)."""
+        return False
 
     def join_writes(self, connection: Connection, dataset_id: object) -> None:  # noqa: B027
         """Called first in a transaction that writes the dataset's indexed data."""
@@ -318,7 +330,38 @@ class PostgreSQLDialect(Dialect):
 
     def run_heavy(self, context: Any, run: Callable[[], Any]) -> None:
         with context.autocommit_block():  # CONCURRENTLY cannot run in a transaction
-            run()
+            bind = context.connection
+            # a concurrent build waits for old transactions and may take long, by design:
+            # the revision's lock and statement timeouts do not apply to it
+            saved = {name: bind.exec_driver_sql(f"SHOW {name}").scalar()
+                     for name in ("lock_timeout", "statement_timeout")}
+            for name in saved:
+                bind.exec_driver_sql(f"SET {name} = 0")
+            try:
+                run()
+            finally:
+                for name, value in saved.items():
+                    bind.exec_driver_sql(f"SET {name} = '{value}'")
+
+    @contextmanager
+    def ddl_guard(self, database: Engine, connection: Connection, *, lock_timeout: float,
+                  statement_timeout: float) -> Iterator[Blockers]:
+        connection.exec_driver_sql(f"SET lock_timeout = '{int(lock_timeout * 1000)}ms'")
+        connection.exec_driver_sql(
+            f"SET statement_timeout = '{int(statement_timeout * 1000)}ms'")
+        pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        connection.commit()  # session settings: they outlive this transaction
+        try:
+            with Blockers(database, pid) as blockers:
+                yield blockers
+        finally:
+            connection.rollback()
+            connection.exec_driver_sql("RESET lock_timeout")
+            connection.exec_driver_sql("RESET statement_timeout")
+            connection.commit()
+
+    def is_lock_timeout(self, exc: BaseException) -> bool:
+        return getattr(getattr(exc, "orig", exc), "sqlstate", None) == "55P03"
 
     def revert_heavy(self, op: Any, rollback_sql: str) -> None:
         context = op.get_context()

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from annota.errors import MigrationLockTimeoutError
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection
+    from sqlalchemy.engine import Connection, Engine
 
 # the advisory-lock key that means "annota is migrating this database"
 ADVISORY_LOCK_KEY = 0x1E3E_2A4C_5B6D_7F01
@@ -119,3 +119,50 @@ def file_lock(path: Path, *, timeout: float, on_wait: Callable[[], None]) -> Ite
         yield
     finally:
         lock.release()
+
+
+class Blockers:
+    """The sessions that block PostgreSQL backend ``pid``, sampled every ``every`` seconds
+    from a connection of its own while ``pid`` works: when a statement gives up on a lock,
+    the last sample says who held it."""
+
+    QUERY = ("SELECT pid, application_name, usename, state, xact_start FROM pg_stat_activity "
+             "WHERE pid = ANY(pg_blocking_pids(%(pid)s)) ORDER BY xact_start NULLS LAST")
+
+    def __init__(self, database: Engine | None, pid: int | None, every: float = 0.2) -> None:
+        import threading
+
+        self.database, self.pid, self.every = database, pid, every
+        self.seen: list[tuple] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="annota-blockers",
+                                        daemon=True)
+
+    def __enter__(self) -> Blockers:
+        if self.database is not None and self.pid is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def _watch(self) -> None:
+        try:
+            with self.database.connect() as connection:  # type: ignore[union-attr]
+                while not self._stop.wait(self.every):
+                    rows = connection.exec_driver_sql(self.QUERY, {"pid": self.pid}).all()
+                    connection.rollback()
+                    if rows:
+                        self.seen = [tuple(r) for r in rows]
+        except Exception:  # noqa: BLE001, S110 - only a better message is lost
+            pass
+
+    def described(self) -> str:
+        if not self.seen:
+            return "no blocking session was seen"
+        return "; ".join(
+            f"pid {pid} (application {app or '?'!r}, user {user}, {state or 'active'}"
+            + (f", in a transaction since {since:%Y-%m-%d %H:%M:%S}" if since else "") + ")"
+            for pid, app, user, state, since in self.seen[:3])

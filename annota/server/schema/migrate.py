@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from annota import __version__
 from annota.config import Settings
@@ -19,6 +19,7 @@ from annota.errors import (
     ConfirmationRequiredError,
     ForeignDatabaseError,
     MigrationError,
+    RevisionLockTimeoutError,
     SchemaAheadError,
     SchemaNotReadyError,
 )
@@ -165,6 +166,7 @@ class MigrationReporter:
     def backup_written(self, path: Path) -> None: ...
     def step_started(self, step: Step) -> None: ...
     def step_finished(self, step: Step, seconds: float) -> None: ...
+    def retrying(self, step: Step, tries: int, delay: float, blockers: str) -> None: ...
 
 
 @dataclass
@@ -268,15 +270,24 @@ def migrate(
                 result.backup = dialect.backup(url, current)
                 if result.backup:
                     reporter.backup_written(result.backup)
-            _run_alembic(connection, settings, plan, result, reporter)
+            with dialect.ddl_guard(database, connection,
+                                   lock_timeout=settings.migration_lock_timeout,
+                                   statement_timeout=settings.migration_statement_timeout
+                                   ) as blockers:
+                _run_alembic(connection, settings, plan, result, reporter, blockers)
             return result
     finally:
         database.dispose()
 
 
 def _run_alembic(
-    connection, settings: Settings, plan: Plan, result: MigrationResult, reporter  # noqa: ANN001
+    connection, settings: Settings, plan: Plan, result: MigrationResult, reporter,  # noqa: ANN001
+    blockers,  # noqa: ANN001 - db.locks.Blockers
 ) -> None:
+    """Run the plan's revisions, each in its own transaction. A revision whose DDL gives up
+    on a lock (PostgreSQL's lock_timeout: it never queues for long in front of everyone) is
+    rolled back and tried again with backoff, ``migration_retries`` times, then fails
+    naming the session that blocked it."""
     from alembic import command
 
     steps = list(plan.steps)
@@ -298,26 +309,51 @@ def _run_alembic(
     # this migration's settings decide, not whatever the process environment says
     config.attributes["allow_scheduled_migrations"] = settings.allow_scheduled_migrations
     reporter.step_started(steps[0])
-    try:
-        if plan.direction == "upgrade":
-            command.upgrade(config, plan.target)
-        else:
-            command.downgrade(config, plan.target or "base")
-    except AnnotaError:
-        raise
-    except Exception as exc:
-        failed = steps[len(result.steps)]
-        done = plan.current
-        if result.steps:
-            last = result.steps[-1][0]
-            upgraded = last.direction == "upgrade"
-            done = last.revision.revision if upgraded else last.revision.down_revision
-        reason = settings.database_url.scrub(db.first_line(exc))
-        raise MigrationError(
+    dialect = db.dialect_of(connection)
+    tries, progress = 0, 0
+    while True:
+        try:
+            if plan.direction == "upgrade":
+                command.upgrade(config, plan.target)
+            else:
+                command.downgrade(config, plan.target or "base")
+            return
+        except AnnotaError:
+            raise
+        except Exception as exc:
+            if not dialect.is_lock_timeout(exc):
+                _failed(settings, plan, result, steps, exc)
+            connection.rollback()
+            tries = 1 if len(result.steps) > progress else tries + 1
+            progress = len(result.steps)
+            if tries > settings.migration_retries:
+                _failed(settings, plan, result, steps, exc, blockers)
+            delay = min(30.0, 0.5 * 2 ** (tries - 1))
+            reporter.retrying(steps[len(result.steps)], tries, delay, blockers.described())
+            time.sleep(delay)
+            clock[0] = time.perf_counter()
+            reporter.step_started(steps[len(result.steps)])
+
+
+def _failed(settings: Settings, plan: Plan, result: MigrationResult, steps: list[Step],
+            exc: Exception, blockers=None) -> NoReturn:  # noqa: ANN001
+    """Raise the error of the step that failed, saying where the database stays."""
+    failed = steps[len(result.steps)]
+    done = plan.current
+    if result.steps:
+        last = result.steps[-1][0]
+        upgraded = last.direction == "upgrade"
+        done = last.revision.revision if upgraded else last.revision.down_revision
+    where = f"the database stays at {done or 'base'}"
+    if blockers is not None:
+        raise RevisionLockTimeoutError(
             f"{failed.direction} of revision {failed.revision.revision} "
-            f"({failed.revision.release}) failed: {reason}; "
-            f"the database stays at {done or 'base'}"
-        ) from exc
+            f"({failed.revision.release}) could not take its locks within "
+            f"{settings.migration_lock_timeout:g}s, {settings.migration_retries + 1} times; "
+            f"blocked by {blockers.described()}; {where}") from exc
+    reason = settings.database_url.scrub(db.first_line(exc))
+    raise MigrationError(f"{failed.direction} of revision {failed.revision.revision} "
+                         f"({failed.revision.release}) failed: {reason}; {where}") from exc
 
 
 def _alembic_config():  # noqa: ANN202 - alembic.config.Config, imported lazily
