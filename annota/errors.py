@@ -176,3 +176,9 @@ class RedisUnreachableError(AnnotaError):
     """ANNOTA_REDIS_URL is set but no Redis answers there."""
 
     exit_code = 5
+
+
+class HistoryChangedError(AnnotaError):
+    """``check``: a revision file changed after it was applied to this database."""
+
+    exit_code = 14

@@ -21,6 +21,7 @@ from annota.errors import (
     AnnotaError,
     ConfirmationRequiredError,
     DatabaseUnreachableError,
+    HistoryChangedError,
     SchemaAheadError,
     SchemaNotReadyError,
 )
@@ -150,11 +151,12 @@ database.add_command(current, name="info")
     help="Keep polling for up to SECONDS until the schema is at head (container init).",
 )
 def check(wait_seconds: float) -> None:
-    """Exit 0 only when the schema is at this code's head.
+    """Exit 0 only when the schema is at this code's head and no applied revision file
+    has changed since it was applied.
 
     \b
     Exit codes: 0 up to date, 3 behind or empty, 4 ahead of this code
-    (unknown revision), 5 database unreachable.
+    (unknown revision), 5 database unreachable, 14 a revision file changed.
 
     \b
     Example:
@@ -180,7 +182,13 @@ def check(wait_seconds: float) -> None:
         time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
     if code == EXIT_BEHIND:
         message += "; run `annota server database migrate`"
+    changed = (migrations.changed_revisions(config)
+               if code in (EXIT_UP_TO_DATE, EXIT_BEHIND) and state.current else [])
+    if changed:
+        code = HistoryChangedError.exit_code
     click.echo(message, err=code != EXIT_UP_TO_DATE)
+    for revision in changed:
+        click.echo(revision.line(), err=True)
     if code != EXIT_UNREACHABLE:
         for line in state.pending_lines:  # reported; the schema itself is what check gates
             click.echo(line, err=True)

@@ -275,3 +275,14 @@ class AsyncMigrationRow(Base):
     finished_at: Mapped[datetime | None] = mapped_column()
     inserted_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class RevisionChecksum(Base):
+    """The SHA-256 of each applied revision file, recorded when it was applied (see
+    ``schema/checksums.py``)."""
+
+    __tablename__ = "revision_checksums"
+
+    revision: Mapped[str] = mapped_column(sa.String, primary_key=True)
+    checksum: Mapped[str] = mapped_column(sa.String)
+    applied_at: Mapped[datetime] = mapped_column()

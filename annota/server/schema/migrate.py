@@ -24,6 +24,7 @@ from annota.errors import (
     SchemaNotReadyError,
 )
 from annota.server import db
+from annota.server.schema import checksums
 from annota.server.schema.history import History, Plan, Step, history
 from annota.urls import DatabaseURL
 
@@ -146,6 +147,16 @@ def ensure_at_head(settings: Settings, *, at_least: str | None = None) -> Databa
             f"{state.current_release}); this annota needs {state.head} (release "
             f"{state.head_release}); run `{MIGRATE}`")
     return state
+
+
+def changed_revisions(settings: Settings) -> list[checksums.Changed]:
+    """Applied revisions whose file changed since (read-only; nothing is created)."""
+    database = db.read_only(db.open_database(settings.database_url))
+    try:
+        with database.connect() as connection:
+            return checksums.changed(connection)
+    finally:
+        database.dispose()
 
 
 def _foreign(state: DatabaseStatus) -> ForeignDatabaseError:
@@ -293,9 +304,15 @@ def _run_alembic(
     steps = list(plan.steps)
     clock = [time.perf_counter()]
 
-    def on_version_apply(**_: Any) -> None:
+    recorder = checksums.Recorder()
+
+    def on_version_apply(ctx: Any, **_: Any) -> None:
         # called inside each revision's transaction, right after it ran
         step = steps[len(result.steps)]
+        if step.direction == "upgrade":
+            recorder.applied(ctx.connection, step.revision)
+        else:
+            recorder.reverted(ctx.connection, step.revision)
         now = time.perf_counter()
         seconds, clock[0] = now - clock[0], now
         result.steps.append((step, seconds))
