@@ -24,7 +24,6 @@ from annota.errors import (
     SchemaNotReadyError,
 )
 from annota.server import db
-from annota.server.schema import checksums
 from annota.server.schema.history import History, Plan, Step, history
 from annota.urls import DatabaseURL
 
@@ -149,8 +148,11 @@ def ensure_at_head(settings: Settings, *, at_least: str | None = None) -> Databa
     return state
 
 
-def changed_revisions(settings: Settings) -> list[checksums.Changed]:
-    """Applied revisions whose file changed since (read-only; nothing is created)."""
+def changed_revisions(settings: Settings) -> list:
+    """Applied revisions whose file changed since (``checksums.Changed``; read-only,
+    nothing is created)."""
+    from annota.server.schema import checksums  # SQLAlchemy: not for the light commands
+
     database = db.read_only(db.open_database(settings.database_url))
     try:
         with database.connect() as connection:
@@ -303,6 +305,8 @@ def _run_alembic(
 
     steps = list(plan.steps)
     clock = [time.perf_counter()]
+
+    from annota.server.schema import checksums
 
     recorder = checksums.Recorder()
 
