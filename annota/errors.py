@@ -182,3 +182,9 @@ class HistoryChangedError(AnnotaError):
     """``check``: a revision file changed after it was applied to this database."""
 
     exit_code = 14
+
+
+class SchemaDriftError(AnnotaError):
+    """``check``: the live schema at head differs from the models (changed by hand?)."""
+
+    exit_code = 15

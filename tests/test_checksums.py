@@ -57,3 +57,19 @@ def test_check_reports_a_revision_file_changed_after_it_was_applied(annota, sett
     assert f"revision {CHANGED} (2.0) changed after it was applied" in lines[1]
     assert "Traceback" not in result.stderr
     assert recorded(db) == before  # check changes nothing
+
+
+def test_check_reports_a_live_schema_changed_by_hand(annota, settings, db):
+    migrations.migrate(settings)
+    with db.begin() as connection:
+        connection.exec_driver_sql("ALTER TABLE records ADD COLUMN rogue INTEGER")
+        connection.exec_driver_sql("DROP INDEX ix_records_dataset_id_external_id")
+    result = annota.run("server", "database", "check")
+    assert result.returncode == 15, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert "up to date" in lines[0] and "Traceback" not in result.stderr
+    drift = sorted(lines[1:])
+    assert len(drift) == 2, drift
+    assert "column records.rogue: not in the models" in drift[0]
+    assert ("index ix_records_dataset_id_external_id on records: missing from the "
+            "database") in drift[1]

@@ -23,6 +23,7 @@ from annota.errors import (
     DatabaseUnreachableError,
     HistoryChangedError,
     SchemaAheadError,
+    SchemaDriftError,
     SchemaNotReadyError,
 )
 
@@ -156,7 +157,8 @@ def check(wait_seconds: float) -> None:
 
     \b
     Exit codes: 0 up to date, 3 behind or empty, 4 ahead of this code
-    (unknown revision), 5 database unreachable, 14 a revision file changed.
+    (unknown revision), 5 database unreachable, 14 a revision file changed,
+    15 the live schema differs from the models.
 
     \b
     Example:
@@ -186,9 +188,14 @@ def check(wait_seconds: float) -> None:
                if code in (EXIT_UP_TO_DATE, EXIT_BEHIND) and state.current else [])
     if changed:
         code = HistoryChangedError.exit_code
+    drift = migrations.schema_drift(config) if code == EXIT_UP_TO_DATE else []
+    if drift:
+        code = SchemaDriftError.exit_code
     click.echo(message, err=code != EXIT_UP_TO_DATE)
     for revision in changed:
         click.echo(revision.line(), err=True)
+    for line in drift:
+        click.echo(f"live schema differs from the models: {line}", err=True)
     if code != EXIT_UNREACHABLE:
         for line in state.pending_lines:  # reported; the schema itself is what check gates
             click.echo(line, err=True)

@@ -161,6 +161,49 @@ def changed_revisions(settings: Settings) -> list:
         database.dispose()
 
 
+def schema_drift(settings: Settings) -> list[str]:
+    """How the live schema differs from the models, one line each (at head only: the
+    models describe head). Read-only."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from annota.server.domain.models import Base
+
+    database = db.read_only(db.open_database(settings.database_url))
+    try:
+        with database.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            diffs = compare_metadata(context, Base.metadata)
+    finally:
+        database.dispose()
+    return [_drift_line(diff) for diff in _flatten(diffs)]  # Alembic skips its own table
+
+
+def _flatten(diffs: list) -> list:
+    return [d for diff in diffs for d in (diff if isinstance(diff, list) else [diff])]
+
+
+def _drift_line(diff: tuple) -> str:
+    """``add_column``-style tuples from Alembic, as one line. "add" means the models have
+    it and the database lacks it; "remove", the other way."""
+    kind = diff[0]
+    if kind in ("add_table", "remove_table"):
+        where = "missing from the database" if kind == "add_table" else "not in the models"
+        return f"table {diff[1].name}: {where}"
+    if kind in ("add_column", "remove_column"):
+        where = "missing from the database" if kind == "add_column" else "not in the models"
+        return f"column {diff[2]}.{diff[3].name}: {where}"
+    if kind in ("add_index", "remove_index", "add_constraint", "remove_constraint"):
+        thing = diff[1]
+        where = "missing from the database" if kind.startswith("add") else "not in the models"
+        table = getattr(getattr(thing, "table", None), "name", "?")
+        return f"{kind.split('_')[1]} {thing.name} on {table}: {where}"
+    if kind.startswith("modify_"):
+        return (f"column {diff[2]}.{diff[3]}: {kind[7:]} differs ({diff[5]!r} in the "
+                f"database, {diff[6]!r} in the models)")
+    return f"{kind}: {diff[1:]}"
+
+
 def _foreign(state: DatabaseStatus) -> ForeignDatabaseError:
     shown = ", ".join(state.foreign_tables[:5]) + (", ..." if len(state.foreign_tables) > 5
                                                    else "")
