@@ -37,9 +37,9 @@ def count_records(connection: sa.Connection, dataset_id: uuid.UUID) -> int:
     ).scalar_one()
 
 
-def document_sql(j: Any, where: str) -> str:
-    """The query of (id, version, source) for the records of ``where`` (about ``r``);
-    ``:field_names`` and ``:question_names`` are the members kept."""
+def _document(j: Any) -> str:
+    """The JSON document of record ``r``; ``:field_names`` and ``:question_names`` are the
+    members kept."""
     fields = j.object_of("f.key", j.member("r.fields", "f"),
                          f"FROM {j.members('r.fields', 'f')} WHERE f.key IN :field_names")
     answers = 's."values"'
@@ -58,48 +58,58 @@ def document_sql(j: Any, where: str) -> str:
         "vs.name", j.value("v.value"),
         "FROM vectors v JOIN vector_settings vs ON vs.id = v.vector_settings_id "
         "WHERE v.record_id = r.id AND vs.dataset_id = r.dataset_id")
-    document = j.object(
+    return j.object(
         ("id", j.uuid("r.id")), ("dataset_id", j.uuid("r.dataset_id")),
         ("external_id", "r.external_id"), ("inserted_at", j.timestamp("r.inserted_at")),
         ("updated_at", j.timestamp("r.updated_at")), ("fields", fields),
         ("metadata", j.object_or_empty("r.metadata")), ("responses", responses),
         ("suggestions", suggestions), ("vectors", vectors))
-    return (f"SELECT {j.uuid('r.id')} AS id, {j.timestamp('r.updated_at')} AS version, "
-            f"{j.text(document)} AS source FROM records r WHERE {where}")
 
 
-def _rows(connection: sa.Connection, schema: DatasetSchema, where: str,
-          **params: Any) -> list[Document]:
-    """The documents of ``where``: the dataset's field and question names are bound, so
-    members the dataset no longer declares stay out of its documents."""
-    query = sa.text(document_sql(dialect_of(connection).json, where)).bindparams(
-        sa.bindparam("field_names", expanding=True), sa.bindparam("question_names", expanding=True))
-    params.update(field_names=sorted(schema.fields) or [""],
-                  question_names=sorted(schema.question_types) or [""])
-    if "ids" in params:
-        query = query.bindparams(sa.bindparam("ids", expanding=True, type_=sa.Uuid))
-    query = query.bindparams(*(sa.bindparam(k, type_=sa.Uuid) for k in ("dataset", "after")
-                               if k in params))
-    return [Document(*row) for row in connection.execute(query, params)]
+def _select(connection: sa.Connection, where: str, *, source: bool,
+            **params: Any) -> list[sa.Row]:
+    """(id, version[, source]) of the records of ``where`` (about ``r``), each parameter
+    bound with its type: ``dataset``, ``after`` and the list ``ids`` are UUIDs."""
+    j = dialect_of(connection).json
+    columns = [f"{j.uuid('r.id')} AS id", f"{j.timestamp('r.updated_at')} AS version"]
+    if source:
+        columns.append(f"{j.text(_document(j))} AS source")
+    query = sa.text(f"SELECT {', '.join(columns)} FROM records r WHERE {where}").bindparams(
+        *(sa.bindparam(k, type_=sa.Uuid) for k in ("dataset", "after") if k in params),
+        *(sa.bindparam(k, expanding=True, type_=sa.Uuid if k == "ids" else None)
+          for k in ("ids", "field_names", "question_names") if k in params))
+    return connection.execute(query, params).all()
+
+
+def _members(schema: DatasetSchema) -> dict[str, list[str]]:
+    """The dataset's field and question names, bound so that members the dataset no
+    longer declares stay out of its documents."""
+    return {"field_names": sorted(schema.fields) or [""],
+            "question_names": sorted(schema.question_types) or [""]}
+
+
+def _pages(db: sa.Engine, dataset_id: uuid.UUID, batch_size: int, *, source: bool,
+           **params: Any) -> Iterator[list[sa.Row]]:
+    """The dataset's records by keyset pagination on (dataset_id, id), one short
+    transaction per page."""
+    last: uuid.UUID | None = None
+    while True:
+        after = "" if last is None else "AND r.id > :after "
+        where = f"r.dataset_id = :dataset {after}ORDER BY r.id LIMIT {int(batch_size)}"
+        keys = {"dataset": dataset_id, **({"after": last} if last else {}), **params}
+        with db.connect() as connection:
+            rows = _select(connection, where, source=source, **keys)
+        if not rows:
+            return
+        yield rows
+        last = uuid.UUID(rows[-1][0])
 
 
 def document_batches(db: sa.Engine, schema: DatasetSchema,
                      batch_size: int) -> Iterator[list[Document]]:
     """Every record of the dataset as documents, ``batch_size`` at a time, by primary key."""
-    last: str | None = None
-    while True:
-        with db.connect() as connection:  # one short transaction per batch
-            if last is None:
-                docs = _rows(connection, schema, f"r.dataset_id = :dataset ORDER BY r.id "
-                             f"LIMIT {int(batch_size)}", dataset=schema.id)
-            else:
-                docs = _rows(connection, schema, f"r.dataset_id = :dataset AND r.id > :after "
-                             f"ORDER BY r.id LIMIT {int(batch_size)}",
-                             dataset=schema.id, after=uuid.UUID(last))
-        if not docs:
-            return
-        yield docs
-        last = docs[-1].id
+    for rows in _pages(db, schema.id, batch_size, source=True, **_members(schema)):
+        yield [Document(*row) for row in rows]
 
 
 def documents_for(connection: sa.Connection, schema: DatasetSchema,
@@ -107,8 +117,9 @@ def documents_for(connection: sa.Connection, schema: DatasetSchema,
     """Documents for the given record ids that still exist (in the dataset)."""
     if not ids:
         return []
-    return _rows(connection, schema, "r.dataset_id = :dataset AND r.id IN :ids",
-                 dataset=schema.id, ids=list(ids))
+    return [Document(*row) for row in _select(
+        connection, "r.dataset_id = :dataset AND r.id IN :ids", source=True,
+        dataset=schema.id, ids=list(ids), **_members(schema))]
 
 
 def record_version_batches(db: sa.Engine, dataset_id: uuid.UUID,
@@ -116,17 +127,5 @@ def record_version_batches(db: sa.Engine, dataset_id: uuid.UUID,
     """Every record of the dataset as (id, its version as its document carries it), in id
     order, read ``batch_size`` at a time. The version is ``updated_at``, which every write
     of a record (or of the responses, suggestions and vectors it brings) moves."""
-    last: uuid.UUID | None = None
-    while True:
-        with db.connect() as connection:
-            j = dialect_of(connection).json
-            after = "" if last is None else "AND r.id > :after "
-            query = sa.text(f"SELECT {j.uuid('r.id')}, {j.timestamp('r.updated_at')} "
-                            f"FROM records r WHERE r.dataset_id = :dataset {after}"
-                            f"ORDER BY r.id LIMIT {int(batch_size)}").bindparams(
-                *(sa.bindparam(k, type_=sa.Uuid) for k in ("dataset", "after")[:1 + bool(after)]))
-            rows = connection.execute(query, {"dataset": dataset_id, "after": last}).all()
-        if not rows:
-            return
+    for rows in _pages(db, dataset_id, batch_size, source=False):
         yield from ((i, version) for i, version in rows)
-        last = uuid.UUID(rows[-1][0])
