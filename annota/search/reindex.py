@@ -237,7 +237,8 @@ def prefetched(items: Iterator[Any], depth: int = 20, chunk: int = 1000) -> Iter
         if failure:
             raise failure[0]
     finally:
-        stop.set()
+        stop.set()  # closed early: the reader stops at its next item
+        reader.join(timeout=5)
 
 
 class _DatasetReindex:
@@ -322,53 +323,36 @@ class _DatasetReindex:
             "number_of_replicas": self.engine.settings.replicas, "refresh_interval": None}})
 
     def _fill(self) -> None:
-        """A reader thread reads batches while ``senders`` threads index them."""
-        batches: queue.Queue = queue.Queue(maxsize=2 * self.senders)
-        stop = threading.Event()
+        """``senders`` threads index the batches one reader thread reads ahead."""
+        batches = prefetched(document_batches(self.db, self.schema, self.batch_size),
+                             depth=2 * self.senders, chunk=1)
+        take = threading.Lock()  # a generator serves one thread at a time
         failures: list[BaseException] = []
 
-        def produce() -> None:
-            try:
-                for docs in document_batches(self.db, self.schema, self.batch_size):
-                    while not stop.is_set():
-                        try:
-                            batches.put(docs, timeout=0.5)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop.is_set():
-                        return
-            except BaseException as exc:  # handed to the caller, which raises it
-                failures.append(exc)
-            finally:
-                for _ in range(self.senders):
-                    batches.put(None)
-
         def consume() -> None:
-            while (docs := batches.get()) is not None:
-                if stop.is_set():
-                    continue  # drain, so the reader is never stuck on a full queue
+            while not failures:
                 try:
+                    with take:
+                        docs = next(batches, None)
+                    if docs is None:
+                        return
                     indexed = self._send(docs)
-                except BaseException as exc:
+                except BaseException as exc:  # handed to the caller, which raises it
                     failures.append(exc)
-                    stop.set()
-                    continue
+                    return
                 with self._lock:
                     self.result.indexed += indexed
                     done = self.result.indexed + self.result.rejected
                 self.reporter.progressed(self.plan, done)
 
-        reader = threading.Thread(target=produce, name="reindex-reader", daemon=True)
         senders = [threading.Thread(target=consume, name=f"reindex-sender-{i}", daemon=True)
                    for i in range(self.senders)]
-        reader.start()
         for sender in senders:
             sender.start()
         for sender in senders:
             sender.join()
-        stop.set()
-        reader.join(timeout=5)
+        with take:
+            batches.close()  # stops the reader when a sender failed first
         if failures:
             raise failures[0]
 
