@@ -184,12 +184,11 @@ def check(wait_seconds: float) -> None:
         time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
     if code == EXIT_BEHIND:
         message += "; run `annota server database migrate`"
-    changed = (migrations.changed_revisions(config)
-               if code in (EXIT_UP_TO_DATE, EXIT_BEHIND) and state.current else [])
+    changed, drift = (migrations.integrity(config, at_head=code == EXIT_UP_TO_DATE)
+                      if code in (EXIT_UP_TO_DATE, EXIT_BEHIND) and state.current else ([], []))
     if changed:
         code = HistoryChangedError.exit_code
-    drift = migrations.schema_drift(config) if code == EXIT_UP_TO_DATE else []
-    if drift:
+    elif drift:
         code = SchemaDriftError.exit_code
     click.echo(message, err=code != EXIT_UP_TO_DATE)
     for revision in changed:

@@ -77,6 +77,7 @@ def changed(connection: sa.Connection) -> list[Changed]:
         if revision_id not in hist:
             continue  # a newer annota's revision: `check` reports the schema ahead
         revision = hist.get(revision_id)
-        if checksum(revision) != recorded:
-            found.append(Changed(revision, recorded, checksum(revision)))
+        now = checksum(revision)
+        if now != recorded:
+            found.append(Changed(revision, recorded, now))
     return sorted(found, key=lambda c: hist.position(c.revision.revision))

@@ -148,22 +148,24 @@ def ensure_at_head(settings: Settings, *, at_least: str | None = None) -> Databa
     return state
 
 
-def changed_revisions(settings: Settings) -> list:
-    """Applied revisions whose file changed since (``checksums.Changed``; read-only,
-    nothing is created)."""
+def integrity(settings: Settings, *, at_head: bool) -> tuple[list, list[str]]:
+    """(applied revisions whose file changed since, as ``checksums.Changed``; how the live
+    schema differs from the models, one line each). The schema is compared only
+    ``at_head`` (the models describe head) and with an unchanged history. Read-only: one
+    connection, nothing created."""
     from annota.server.schema import checksums  # SQLAlchemy: not for the light commands
 
     database = db.read_only(db.open_database(settings.database_url))
     try:
         with database.connect() as connection:
-            return checksums.changed(connection)
+            changed = checksums.changed(connection)
+            drift = _drift(connection) if at_head and not changed else []
     finally:
         database.dispose()
+    return changed, drift
 
 
-def schema_drift(settings: Settings) -> list[str]:
-    """How the live schema differs from the models, one line each (at head only: the
-    models describe head). Read-only."""
+def _drift(connection) -> list[str]:  # noqa: ANN001
     import sqlalchemy as sa
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
@@ -171,17 +173,12 @@ def schema_drift(settings: Settings) -> list[str]:
     from annota.server.domain.models import Base
     from annota.server.schema import async_migrations
 
-    database = db.read_only(db.open_database(settings.database_url))
-    try:
-        with database.connect() as connection:
-            context = MigrationContext.configure(connection, opts={"compare_type": True})
-            diffs = compare_metadata(context, Base.metadata)
-            table = async_migrations.TABLE
-            pending = set(connection.execute(sa.select(table.c.index_name).where(
-                table.c.status != async_migrations.FINISHED,
-                table.c.index_name.is_not(None))).scalars())
-    finally:
-        database.dispose()
+    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    diffs = compare_metadata(context, Base.metadata)
+    table = async_migrations.TABLE
+    pending = set(connection.execute(sa.select(table.c.index_name).where(
+        table.c.status != async_migrations.FINISHED,
+        table.c.index_name.is_not(None))).scalars())
     # an index an async migration has yet to build is known work (see `current`), not drift
     return [_drift_line(diff) for diff in _flatten(diffs)  # Alembic skips its own table
             if not (diff[0] == "add_index" and diff[1].name in pending)]
