@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from annota.config import Settings
 from annota.search import connect
 from annota.search.engine import index_pattern
-from tests.conftest import Annota, make_env, sqlalchemy_url
+from tests.conftest import Annota, engine_env, sqlalchemy_url
 from tests.server_tools import annota_server, free_port, stop, wait_until_answering
 
 OWNER_KEY = "owner-key-" + "k" * 24
@@ -83,9 +83,7 @@ class LiveAPI:
 
 @contextmanager
 def live_api(tmp_path: Path, database_url: str, elasticsearch_url: str):
-    env = make_env(tmp_path, database_url)
-    env.update(ANNOTA_ELASTICSEARCH=elasticsearch_url,
-               ANNOTA_SEARCH_INDEX_PREFIX=f"annota-test-{uuid.uuid4().hex[:10]}")
+    env = engine_env(tmp_path, database_url, elasticsearch_url)
     annota = Annota(env)
     assert annota.run("server", "database", "migrate").returncode == 0
     created = annota.run("server", "database", "users", "create", "--username", "olivia",

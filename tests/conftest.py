@@ -225,11 +225,19 @@ def elasticsearch_url() -> str:
     return url
 
 
-def _search_env(tmp_path: Path, database_url: str, search_server) -> dict[str, str]:
-    kind, url = search_server
+def engine_env(tmp_path: Path, database_url: str | None, url: str,
+               kind: str = "elasticsearch") -> dict[str, str]:
+    """make_env plus a search engine, with an index prefix of this test's own (drop its
+    indices with ``_drop_indices``)."""
     env = make_env(tmp_path, database_url)
     env.update({"ANNOTA_SEARCH_ENGINE": kind, "ANNOTA_ELASTICSEARCH": url,
                 "ANNOTA_SEARCH_INDEX_PREFIX": f"annota-test-{uuid.uuid4().hex[:10]}"})
+    return env
+
+
+def _search_env(tmp_path: Path, database_url: str, search_server) -> dict[str, str]:
+    kind, url = search_server
+    env = engine_env(tmp_path, database_url, url, kind)
     if url == os.environ.get(SEARCH_ENGINES["es-cluster"][1]):
         env.update(CLUSTER_SETTINGS)
     return env

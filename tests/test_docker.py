@@ -7,7 +7,6 @@ import re
 import shutil
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import httpx
@@ -15,7 +14,7 @@ import pytest
 import yaml
 
 from annota.search import reindex as reindexing
-from tests.conftest import _drop_indices, make_env, service_missing
+from tests.conftest import _drop_indices, engine_env, make_env, service_missing
 from tests.search_tools import alias_of, create_dataset, engine_of, migrated
 from tests.server_tools import free_port, start, stop, wait_until_answering
 
@@ -27,10 +26,8 @@ API_KEY = "entrypoint-owner-key-0123456789"
 
 @pytest.fixture
 def entry_env(tmp_path, postgres_url, elasticsearch_url):
-    env = make_env(tmp_path, postgres_url)
-    env.update(ANNOTA_ELASTICSEARCH=elasticsearch_url,
-               ANNOTA_SEARCH_INDEX_PREFIX=f"annota-test-{uuid.uuid4().hex[:10]}",
-               ANNOTA_COMMAND=f"{sys.executable} -m annota", ANNOTA_SERVER_HOST="127.0.0.1",
+    env = engine_env(tmp_path, postgres_url, elasticsearch_url)
+    env.update(ANNOTA_COMMAND=f"{sys.executable} -m annota", ANNOTA_SERVER_HOST="127.0.0.1",
                USERNAME="owner", PASSWORD=PASSWORD, API_KEY=API_KEY, ANNOTA_WAIT_SECONDS="60")
     yield env
     _drop_indices(env)

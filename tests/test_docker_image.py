@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import _docker_available, _drop_indices, make_env, service_missing
+from tests.conftest import _docker_available, _drop_indices, engine_env, service_missing
 from tests.search_tools import alias_of, create_dataset, migrated
 from tests.server_tools import free_port, wait_until_answering
 from tests.test_docker import deleted_index_setup
@@ -124,9 +124,7 @@ def healthy(running: Running, timeout: float = 60) -> None:
 
 @pytest.fixture
 def docker_env(tmp_path, postgres_url, elasticsearch_url):
-    env = make_env(tmp_path, postgres_url)
-    env.update(ANNOTA_ELASTICSEARCH=elasticsearch_url,
-               ANNOTA_SEARCH_INDEX_PREFIX=f"annota-test-{uuid.uuid4().hex[:10]}")
+    env = engine_env(tmp_path, postgres_url, elasticsearch_url)
     yield env
     _drop_indices(env)
 

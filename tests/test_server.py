@@ -10,7 +10,7 @@ import pytest
 
 from annota.config import Settings
 from annota.server.schema import migrate as migrations
-from tests.conftest import Annota, make_env
+from tests.conftest import Annota, engine_env
 from tests.server_tools import annota_server, free_port, stop, wait_until_answering
 
 OWNER_KEY, ADMIN_KEY, ANNOTATOR_KEY = ("owner-key-" + "x" * 20, "admin-key-" + "y" * 20,
@@ -20,11 +20,7 @@ PASSWORD = "Corr3ct-Horse-Battery"
 
 @pytest.fixture
 def server_env(tmp_path, database_url, elasticsearch_url):
-    import uuid
-
-    env = make_env(tmp_path, database_url)
-    env.update(ANNOTA_ELASTICSEARCH=elasticsearch_url,
-               ANNOTA_SEARCH_INDEX_PREFIX=f"annota-test-{uuid.uuid4().hex[:10]}")
+    env = engine_env(tmp_path, database_url, elasticsearch_url)
     yield env
     from tests.conftest import _drop_indices
 
