@@ -15,6 +15,7 @@ from annota import __version__
 from annota.commands import database as database_commands
 from annota.commands import jobs as job_commands
 from annota.commands import search as search_commands
+from annota.commands import upgrade as upgrade_commands
 from annota.commands import users as user_commands
 from annota.commands.common import NONEMPTY
 from annota.config import traceback_requested
@@ -82,6 +83,7 @@ database_commands.database.add_command(job_commands.backfills)
 database_commands.database.add_command(job_commands.async_migrations)
 database_commands.database.add_command(user_commands.users)
 server.add_command(job_commands.worker)
+server.add_command(upgrade_commands.upgrade)
 
 
 @server.command()

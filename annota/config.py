@@ -211,6 +211,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ANNOTA_BACKFILL_STALE_SECONDS", _seconds, DEFAULT_STALE_SECONDS,
             "a number of seconds above 0",
             "a RUNNING job without a heartbeat this long is reclaimed"),
+    Setting("ANNOTA_BACKFILL_BATCH_SECONDS", _seconds, 0.1, "a number of seconds above 0",
+            "the time a backfill batch's transaction aims at (its size adapts)"),
     Setting("ANNOTA_MIGRATION_LOCK_TIMEOUT", _seconds, 5.0, "a number of seconds above 0",
             "PostgreSQL: how long a revision waits for a lock before it is tried again"),
     Setting("ANNOTA_MIGRATION_STATEMENT_TIMEOUT", _seconds, 600.0,
@@ -267,6 +269,7 @@ class Settings:
     redis_url: str | None = field(repr=False)  # may carry a password
     backfill_threads: int
     backfill_stale_seconds: float
+    backfill_batch_seconds: float
     migration_lock_timeout: float
     migration_statement_timeout: float
     migration_retries: int

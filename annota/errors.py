@@ -188,3 +188,16 @@ class SchemaDriftError(AnnotaError):
     """``check``: the live schema at head differs from the models (changed by hand?)."""
 
     exit_code = 15
+
+
+class ReleaseGateError(AnnotaError):
+    """The schema would cross a revision whose required jobs (backfills, async
+    migrations) are unfinished; the database stays before that revision. Carries what
+    the gated revision, what the run did (``result``) and the jobs (``jobs``)."""
+
+    exit_code = 16
+
+    def __init__(self, message: str, *, revision: object = None, result: object = None,
+                 jobs: list | None = None) -> None:
+        super().__init__(message)
+        self.revision, self.result, self.jobs = revision, result, jobs or []

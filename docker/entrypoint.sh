@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The annota container's entrypoint: wait for the database and the search engine (bounded
-# retries, no fixed sleep), migrate (safe with several replicas starting at once: migrate
-# takes a lock and the later ones find nothing to do), create the owner user from
-# USERNAME / PASSWORD / API_KEY when set, reindex when REINDEX_DATASETS is true or 1, then
-# serve. Arguments, if any, replace the final command (e.g. `worker`).
+# retries, no fixed sleep), upgrade the schema (`annota server upgrade --include schema`:
+# it finishes the jobs of any release gate on the way; safe with several replicas starting
+# at once, as migrations take a lock and the later ones find nothing to do; the other
+# backfills are left to the operator or the workers, scheduled async migrations to
+# `async-migrations run`), create the owner user from USERNAME / PASSWORD / API_KEY when
+# set, reindex when REINDEX_DATASETS is true or 1, then serve. Arguments, if any, replace
+# the final command (e.g. `worker`).
 set -euo pipefail
 
 annota=${ANNOTA_COMMAND:-annota}
@@ -33,7 +36,7 @@ wait_until_reachable() {
 }
 
 wait_until_reachable "the database" 5 $annota server database current
-$annota server database migrate
+$annota server upgrade --include schema
 
 if [ -n "${USERNAME:-}" ] && [ -n "${PASSWORD:-}" ]; then
   # the password goes through stdin, never the command line; a generated API key is not

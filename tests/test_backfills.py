@@ -154,7 +154,7 @@ def test_cancel_between_batches_then_resume_gives_the_same_result(settings, db, 
         (job_id,) = job_states.queue_jobs(connection, "record-status",
                                           dataset_id=str(dataset)).queued
     worker = threading.Thread(target=job_states.run_job, args=(db, job_id),
-                              kwargs={"batch_size": 5})
+                              kwargs={"batch_size": 5, "batch_seconds": None})
     worker.start()
     while _job(db, dataset).processed < 50:
         time.sleep(0.01)
@@ -214,3 +214,26 @@ def test_only_legal_transitions(settings, db):
         assert job_states.transition(connection, job, "QUEUED") == 0  # already there
         assert job_states.transition(connection, job, "CANCELED") == 2
         assert job_states.transition(connection, job, "FAILED") == 0  # CANCELED -/-> FAILED
+
+
+@pytest.mark.parametrize(("target", "grows"), [(10.0, True), (1e-6, False)])
+def test_batches_adapt_their_size_to_the_target_transaction_time(settings, db, target,
+                                                                 grows):
+    """Far above what a batch takes, sizes double; far below, they halve (to the floor),
+    and the result is the same."""
+    ids = legacy_database(settings, db, extra_records=3000)
+    dataset = ids["overlap-1"]
+    with db.begin() as connection:
+        (job_id,) = job_states.queue_jobs(connection, "record-status",
+                                          dataset_id=str(dataset)).queued
+    sizes: list[int] = []
+    status = job_states.run_job(db, job_id, batch_size=100, batch_seconds=target,
+                                on_batch=lambda n, seconds: sizes.append(n))
+    assert status == "COMPLETED"
+    full = sizes[:-1]  # the last batch is whatever was left
+    if grows:
+        assert full[:4] == [100, 200, 400, 800], sizes
+    else:
+        assert full[:4] == [100, 50, 25, 12] and set(full[5:]) == {10}, sizes
+    assert sum(sizes) == _job(db, dataset).total
+    assert statuses(db, dataset) == expected_statuses(db, dataset, 1)

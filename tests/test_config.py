@@ -94,6 +94,7 @@ MALFORMED: dict[str, st.SearchStrategy[str]] = {
     "ANNOTA_REDIS_URL": not_url("redis", "rediss", "unix"),
     "ANNOTA_BACKFILL_THREADS": not_whole_in(1, 64),
     "ANNOTA_BACKFILL_STALE_SECONDS": not_positive_seconds(),
+    "ANNOTA_BACKFILL_BATCH_SECONDS": not_positive_seconds(),
     "ANNOTA_MIGRATION_LOCK_TIMEOUT": not_positive_seconds(),
     "ANNOTA_MIGRATION_STATEMENT_TIMEOUT": not_positive_seconds(),
     "ANNOTA_MIGRATION_RETRIES": not_whole_in(0, 100),

@@ -138,7 +138,8 @@ def test_a_nul_escape_blocks_jsonb_with_a_clear_error_and_a_fix(postgres_url, tm
 
     fixed = annota.run("server", "database", "fix-json-nul", "--yes")
     assert fixed.returncode == 0 and "from 1 documents" in fixed.stdout, fixed.stderr
-    assert annota.run("server", "database", "migrate").returncode == 0
+    upgraded = annota.run("server", "upgrade", "--exclude", "search")  # past 2.3's gate
+    assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
     with db.connect() as connection:
         texts = dict(connection.execute(sa.text(
             "SELECT id, fields ->> 'text' FROM records")).tuples().all())

@@ -99,6 +99,7 @@ def write(db, schema, users, examples: list[dict]) -> list[dict]:  # noqa: ANN00
             connection.execute(m.Record.__table__.insert(), {
                 "id": record, "dataset_id": schema.id, "fields": example["fields"],
                 "metadata": example["metadata"], "external_id": example["external_id"],
+                "status": "pending",
                 "inserted_at": example["inserted_at"], "updated_at": example["updated_at"]})
             responses = []
             for k, response in enumerate(example["responses"]):

@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from annota.config import Settings
+from annota.server.jobs.backfills import BACKFILLS
 from annota.server.schema import migrate as migrations
 from annota.server.schema.history import JOBS_TABLES_REVISION, history
 from annota.urls import DatabaseURL
@@ -35,6 +36,7 @@ COMMANDS: dict[tuple[str, ...], int | None] = {
     ("server", "database", "current"): 0,
     ("server", "database", "check"): 0,
     ("server", "database", "migrate"): 0,
+    ("server", "upgrade", "--exclude", "search"): 0,
     ("server", "database", "migrate", "--sql"): 2,  # SQLite only in this matrix
     ("server", "database", "backfills", "list"): 0,
     ("server", "database", "backfills", "status"): 0,
@@ -57,6 +59,10 @@ JOBS_ONLY = {("server", "database", *c) for c in (
     ("async-migrations", "list"), ("async-migrations", "run"))}
 WITH_JOBS_TABLES = {t.release for t in HIST.tags
                     if HIST.position(t.revision) >= HIST.position(JOBS_TABLES_REVISION)}
+# a backfill runs from the revision that registers it on (a release gate may need it)
+RUN_BACKFILL = ("server", "database", "backfills", "run", "record-status", "--all")
+WITH_BACKFILL = {t.release for t in HIST.tags if HIST.position(t.revision)
+                 >= HIST.position(BACKFILLS["record-status"].since)}
 
 
 def expected(command: tuple[str, ...], state: str) -> int | None:
@@ -69,11 +75,13 @@ def expected(command: tuple[str, ...], state: str) -> int | None:
         return 5
     if command in READ_ONLY - {("server", "database", "check")}:
         return 0
-    if state == "head" or (command in JOBS_ONLY and state in WITH_JOBS_TABLES):
+    if state == "head" or (command in JOBS_ONLY and state in WITH_JOBS_TABLES) or (
+            command == RUN_BACKFILL and state in WITH_BACKFILL):
         return COMMANDS[command]
     if state in ("ahead", "foreign"):
         return 4
-    if command == ("server", "database", "migrate"):
+    if command in (("server", "database", "migrate"), ("server", "upgrade", "--exclude",
+                                                     "search")):
         return 0  # none, empty, older: it migrates
     if command[2:3] == ("fix-json-nul",) and state not in ("none", "empty", "1.0"):
         return 0  # it needs the document tables, which 1.1 completes
@@ -174,8 +182,9 @@ def test_migrate_refuses_another_applications_database(templates, tmp_path):
 
 # --- PostgreSQL: the states a server can be in ------------------------------------------
 
-# every command, migrate last: where it succeeds the state is no longer the one tested
-PG_COMMANDS = sorted(COMMANDS, key=lambda c: c[:3] == ("server", "database", "migrate"))
+# every command, migrate and upgrade last: where they succeed the state is no longer the one tested
+PG_COMMANDS = sorted(COMMANDS, key=lambda c: c[:3] == ("server", "database", "migrate")
+                     or c[:2] == ("server", "upgrade"))
 
 
 def expected_pg(command: tuple[str, ...], state: str) -> int | None:

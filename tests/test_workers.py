@@ -72,8 +72,9 @@ def wait_for(predicate, timeout: float = 120, what: str = "condition"):  # noqa:
 
 @pytest.fixture
 def rq_env(settings, redis_url, env) -> dict[str, str]:
+    # batches aimed at a microsecond stay at their floor: kills land mid-job
     return {**env, "ANNOTA_REDIS_URL": redis_url,
-            "ANNOTA_BACKFILL_STALE_SECONDS": "2"}
+            "ANNOTA_BACKFILL_STALE_SECONDS": "2", "ANNOTA_BACKFILL_BATCH_SECONDS": "0.000001"}
 
 
 def test_a_worker_killed_mid_job_is_resumed_with_identical_results(settings, db, rq_env):

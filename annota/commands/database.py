@@ -250,6 +250,12 @@ class _Printer:
                   f"({tries} of the retries)")
 
 
+    def gate_forced(self, revision, jobs: list) -> None:  # noqa: ANN001
+        self.echo(f"Crossing the release gate at {revision.revision} ({revision.release}) "
+                  f"with {len(jobs)} unfinished jobs, as --force says: "
+                  + "; ".join(j.describe() for j in jobs[:5]))
+
+
 def _confirm(yes: bool):  # noqa: ANN202
     def confirm(plan) -> bool:  # noqa: ANN001
         if yes:
@@ -277,19 +283,22 @@ def _confirm(yes: bool):  # noqa: ANN202
 @yes_option
 @click.option("--sql", is_flag=True, help="Print the SQL instead of running it (PostgreSQL).")
 @click.option("--no-backup", is_flag=True, help="Do not back up SQLite before a downgrade.")
+@click.option("--force", is_flag=True,
+              help="Cross release gates whose required jobs are unfinished.")
 @click.option(
     "--lock-timeout", type=click.FloatRange(min=0), default=300, show_default=True,
     help="Seconds to wait for another running migration to finish.",
 )
 @json_option
-def migrate(
-    target: str, yes: bool, sql: bool, no_backup: bool, lock_timeout: float, as_json: bool
-) -> None:
+def migrate(target: str, yes: bool, sql: bool, no_backup: bool, force: bool,
+            lock_timeout: float, as_json: bool) -> None:
     """Upgrade or downgrade the schema to a release, revision, head or base.
 
     Prints the plan (each revision, its release, whether its downgrade loses data) and
     a line per revision with its duration. A downgrade asks for confirmation and, on
     SQLite, backs up the database file first; without a terminal it needs --yes.
+    An upgrade stops before a release gate whose jobs are unfinished (exit 16), naming
+    them; `annota server upgrade` finishes them and moves on.
 
     \b
     Example:
@@ -308,7 +317,7 @@ def migrate(
     printer.echo(f"Database: {config.database_url.masked}")
     result = migrations.migrate(
         config, target, confirm=_confirm(yes), backup=not no_backup,
-        lock_timeout=lock_timeout, reporter=printer,
+        lock_timeout=lock_timeout, reporter=printer, force=force,
     )
     if as_json:
         echo_json(result.to_dict(history()))

@@ -112,7 +112,7 @@ def _exit_code(rows: list[dict]) -> int:
 @click.option("--limit", type=click.IntRange(min=1), help="Queue this many unprocessed datasets.")
 @click.option("--all", "all_", is_flag=True, help="Every dataset.")
 @click.option("--batch-size", type=click.IntRange(1, 100_000), default=1000, show_default=True,
-              help="Records per transaction.")
+              help="Records in the first batch; then sized to ANNOTA_BACKFILL_BATCH_SECONDS.")
 @click.option("--force", is_flag=True, help="Also redo datasets already completed.")
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="With Redis: wait for the workers to finish the jobs.")
@@ -268,9 +268,10 @@ def run_async(name: str | None) -> None:
     """
     from annota.server.schema import async_migrations as am
 
-    _, db = _jobs_database()
+    config, db = _jobs_database()
     try:
-        rows = am.run(db, name)
+        rows = am.run(db, config.database_url, name, on_wait=lambda: click.echo(
+            "A migration runs; waiting for its lock...", err=True))
     finally:
         db.dispose()
     for r in rows:

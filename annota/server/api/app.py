@@ -192,6 +192,7 @@ def create_app(settings: Settings) -> FastAPI:
         return {"id": str(dataset.id), "name": dataset.name,
                 "workspace_id": str(dataset.workspace_id), "guidelines": dataset.guidelines,
                 "distribution": dataset.distribution,
+                "completed_records": dataset.completed_records,
                 "fields": [{"name": n, "type": t} for n, t in schema.fields.items()],
                 "questions": [{"name": n, "type": t} for n, t in schema.questions.values()],
                 "metadata_properties": [{"name": n, "type": t}

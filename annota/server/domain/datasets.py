@@ -135,8 +135,9 @@ def import_records(
         record_id = known.get(record.get("external_id"))
         values = {"fields": record["fields"], "metadata": record.get("metadata")}
         if record_id is None:
+            # "pending" until refresh_derived computes it, in this transaction
             row = _stamped(external_id=record.get("external_id"), dataset_id=dataset_id,
-                           **values)
+                           status="pending", **values)
             record_id = row["id"]
             tables[m.Record.__table__].append(row)
         else:

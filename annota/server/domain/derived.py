@@ -11,7 +11,7 @@ import uuid
 import sqlalchemy as sa
 
 from annota.server.domain.agreement import recompute_records
-from annota.server.domain.record_status import RECORDS, min_submitted, status_update
+from annota.server.domain.record_status import RECORDS, min_submitted, recount, status_update
 
 
 def refresh_derived(connection: sa.Connection, dataset_id: uuid.UUID,
@@ -21,3 +21,5 @@ def refresh_derived(connection: sa.Connection, dataset_id: uuid.UUID,
         connection.execute(status_update(dataset_id, min_submitted(connection, dataset_id))
                            .where(RECORDS.c.id.in_(chunk)))
         recompute_records(connection, dataset_id, chunk)
+    if record_ids:
+        recount(connection, dataset_id)

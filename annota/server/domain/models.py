@@ -88,6 +88,8 @@ class Dataset(TimestampMixin, Base):
     )
     allow_extra_metadata: Mapped[bool] = mapped_column(server_default=sa.true())
     last_activity_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # derived: records whose status is completed (annota.server.domain.record_status)
+    completed_records: Mapped[int | None] = mapped_column(sa.BigInteger, default=0)
     workspace_id: Mapped[uuid.UUID] = mapped_column(
         sa.ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
     )
@@ -152,7 +154,9 @@ class Record(TimestampMixin, Base):
     external_id: Mapped[str | None] = mapped_column(sa.String)
     # derived (record-status backfill; kept current by annota.server.domain.derived)
     status: Mapped[str] = mapped_column(sa.String, server_default="pending")
-    dataset_id: Mapped[uuid.UUID] = _dataset_fk()
+    # indexed by ix_records_dataset_id_id (its first column), since 2.3 alone
+    dataset_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("datasets.id", ondelete="CASCADE"))
     responses: Mapped[list[Response]] = relationship(passive_deletes=True)
 
 

@@ -28,3 +28,12 @@ def status_update(dataset_id: uuid.UUID, minimum: int) -> sa.Update:
     return (sa.update(RECORDS)
             .where(RECORDS.c.dataset_id == dataset_id)
             .values(status=sa.case((submitted >= minimum, "completed"), else_="pending")))
+
+
+def recount(connection: sa.Connection, dataset_id: uuid.UUID) -> None:
+    """Store the dataset's count of completed records; after statuses changed."""
+    completed = (sa.select(sa.func.count()).select_from(RECORDS)
+                 .where(RECORDS.c.dataset_id == dataset_id, RECORDS.c.status == "completed")
+                 .scalar_subquery())
+    connection.execute(sa.update(DATASETS).where(DATASETS.c.id == dataset_id)
+                       .values(completed_records=completed))

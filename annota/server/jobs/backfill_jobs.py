@@ -31,6 +31,7 @@ from annota.server.db import dialect_of
 from annota.server.domain import models as m
 from annota.server.domain.datasets import dataset_row
 from annota.server.jobs.backfills import BACKFILLS
+from annota.server.jobs.batching import BatchSizer
 
 JOBS, DATASETS = m.BackfillJob.__table__, m.Dataset.__table__
 PENDING, QUEUED, RUNNING, COMPLETED, FAILED, CANCELED = (
@@ -47,8 +48,33 @@ TRANSITIONS = {
 UNFINISHED = (PENDING, QUEUED, RUNNING)
 
 
+def _here() -> str:
+    """This host, and its process-id namespace where there is one: containers that share
+    a host name (host networking) each have their own pids."""
+    try:
+        return f"{socket.gethostname()}@{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        return socket.gethostname()
+
+
 def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return f"{_here()}:{os.getpid()}"
+
+
+def _gone(worker: str | None) -> bool:
+    """True when ``worker`` names a process of this host (and pid namespace) that no
+    longer exists (killed, even with SIGKILL, so it never saw its job end): its job need
+    not wait for the stale limit. Other workers are judged by their heartbeat alone."""
+    host, _, pid = (worker or "").rpartition(":")
+    if host != _here() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 def stale_before(stale_seconds: float) -> Any:
@@ -107,12 +133,20 @@ def queue_jobs(connection: sa.Connection, name: str, *, dataset_id: str | None =
     ``stale_seconds`` are handed out again."""
     b = backfill(name)
     ensure_jobs(connection, name)
-    query = (sa.select(JOBS.c.id, JOBS.c.status, JOBS.c.dataset_id, JOBS.c.heartbeat_at)
+    query = (sa.select(JOBS.c.id, JOBS.c.status, JOBS.c.dataset_id, JOBS.c.heartbeat_at,
+                       JOBS.c.worker)
              .join(DATASETS, DATASETS.c.id == JOBS.c.dataset_id)
              .where(JOBS.c.name == name).order_by(DATASETS.c.inserted_at, DATASETS.c.id))
     if dataset_id is not None:
         query = query.where(JOBS.c.dataset_id == dataset_row(connection, dataset_id).id)
     jobs = connection.execute(query).all()
+    dead = [job for job in jobs if job.status == RUNNING and _gone(job.worker)]
+    for job in dead:  # FAILED, then queued below like any failure: it resumes its cursor
+        transition(connection, sa.and_(JOBS.c.id == job.id, JOBS.c.worker == job.worker),
+                   FAILED, last_error=f"its worker {job.worker} is gone (killed)",
+                   finished_at=m.utcnow())
+    if dead:
+        jobs = connection.execute(query).all()
     result = QueueResult()
     todo = []
     for job in jobs:
@@ -172,10 +206,14 @@ def claim_next(connection: sa.Connection, worker: str, name: str | None = None,
 def run_job(db: sa.Engine, job_id: uuid.UUID, *, worker: str | None = None,
             batch_size: int = 1000, claimed: bool = False,
             stale_seconds: float = DEFAULT_STALE_SECONDS,
+            batch_seconds: float | None = 0.1,
             on_batch: Callable[[int, float], None] | None = None) -> str:
     """Claim (unless ``claimed``) and run one job to its end; returns its final status.
-    ``on_batch(records, seconds)`` hears of each committed batch transaction."""
+    Batches start at ``batch_size`` records and adapt toward ``batch_seconds`` per
+    transaction (``None``: a fixed size). ``on_batch(records, seconds)`` hears of each
+    committed batch transaction."""
     worker = worker or worker_name()
+    sizer = BatchSizer(batch_size, batch_seconds) if batch_seconds else None
     if not claimed:
         with db.begin() as connection:
             if not claim(connection, job_id, worker, stale_seconds):
@@ -190,8 +228,11 @@ def run_job(db: sa.Engine, job_id: uuid.UUID, *, worker: str | None = None,
             try:
                 started = time.perf_counter()
                 cursor, n = _run_batch(db, job_id, worker, mine, batch_size)
+                seconds = time.perf_counter() - started
                 if on_batch and cursor is not _GONE:
-                    on_batch(n, time.perf_counter() - started)
+                    on_batch(n, seconds)
+                if sizer and cursor is not _GONE:
+                    batch_size = sizer.measured(n, seconds)
             except _NotMine:  # canceled meanwhile: that batch was rolled back with it
                 continue
             if cursor is _GONE:

@@ -16,6 +16,7 @@ from annota.server.jobs.backfill_jobs import (
     COMPLETED,
     UNFINISHED,
     QueueResult,
+    backfill,
     jobs,
     queue_jobs,
     run_job,
@@ -46,18 +47,21 @@ class RunResult:
 def run(settings: Settings, name: str, *, dataset_id: str | None = None,
         limit: int | None = None, force: bool = False, batch_size: int = 1000,
         wait: bool = True, on_progress: Callable[[list[dict]], None] | None = None,
-        poll: float = 1.0) -> RunResult:
-    """Queue the jobs (see ``queue_jobs``), then run them here or hand them to RQ."""
-    ensure_at_head(settings)
+        poll: float = 1.0, inline: bool = False) -> RunResult:
+    """Queue the jobs (see ``queue_jobs``), then run them here or hand them to RQ. Runs on
+    a schema at head, or at the backfill's own revision or later (a release gate may need
+    it before the schema can move on)."""
+    ensure_at_head(settings, at_least=backfill(name).since)
     db = open_database(settings.database_url)
     try:
         with db.begin() as connection:
             queued = queue_jobs(connection, name, dataset_id=dataset_id, limit=limit,
                                 force=force, stale_seconds=settings.backfill_stale_seconds)
-        result = RunResult("rq" if settings.redis_url else "inline", queued)
+        rq = bool(settings.redis_url) and not inline
+        result = RunResult("rq" if rq else "inline", queued)
         if not queued.queued:
             return result
-        pool = start(settings, db, queued.queued, batch_size)
+        pool = start(settings, db, queued.queued, batch_size, rq=rq)
         if pool is None and not wait:
             return result
         try:
@@ -71,15 +75,17 @@ def run(settings: Settings, name: str, *, dataset_id: str | None = None,
 
 
 def start(settings: Settings, db, job_ids: list[uuid.UUID],  # noqa: ANN001
-          batch_size: int) -> ThreadPoolExecutor | None:
-    """Hand queued jobs to RQ (returns None), or start them on a thread pool here."""
-    if settings.redis_url:
+          batch_size: int, *, rq: bool | None = None) -> ThreadPoolExecutor | None:
+    """Hand queued jobs to RQ (returns None; the default when ANNOTA_REDIS_URL is set), or
+    start them on a thread pool here."""
+    if settings.redis_url if rq is None else rq:
         enqueue(settings.redis_url, job_ids, batch_size)
         return None
     pool = ThreadPoolExecutor(max_workers=threads(settings), thread_name_prefix="annota-backfill")
     for job_id in job_ids:
         pool.submit(run_job, db, job_id, batch_size=batch_size,
-                    stale_seconds=settings.backfill_stale_seconds)
+                    stale_seconds=settings.backfill_stale_seconds,
+                    batch_seconds=settings.backfill_batch_seconds)
     return pool
 
 
@@ -112,6 +118,7 @@ def rq_job(job_id: str, batch_size: int) -> str:
     db = open_database(settings.database_url)
     try:
         return run_job(db, uuid.UUID(job_id), batch_size=batch_size,
-                       stale_seconds=settings.backfill_stale_seconds)
+                       stale_seconds=settings.backfill_stale_seconds,
+                       batch_seconds=settings.backfill_batch_seconds)
     finally:
         db.dispose()

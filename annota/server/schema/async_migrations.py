@@ -12,6 +12,7 @@ left INVALID by a failed concurrent build is dropped and rebuilt on retry.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -20,6 +21,7 @@ import sqlalchemy as sa
 
 from annota.errors import AsyncMigrationError, NotFoundError
 from annota.server.db import dialect_named, dialect_of, first_line
+from annota.urls import DatabaseURL
 
 SCHEDULED, STARTED, IN_PROGRESS, FINISHED, ERROR = (
     "SCHEDULED", "STARTED", "IN_PROGRESS", "FINISHED", "ERROR")
@@ -98,13 +100,14 @@ def _set(connection: sa.Connection, name: str, **values: Any) -> None:
                        .values(updated_at=utcnow(), **values))
 
 
-def run_on(connection: sa.Connection, name: str) -> bool:
+def run_on(connection: sa.Connection, name: str, claimable: tuple[str, ...] = (SCHEDULED, ERROR)
+           ) -> bool:
     """Run one async migration on ``connection`` (autocommit on PostgreSQL). Claims it
     atomically (SCHEDULED or ERROR -> STARTED), so two runners never both run it.
     Returns True when FINISHED; an error is recorded, not raised."""
     claimed = connection.execute(
         sa.update(TABLE)
-        .where(TABLE.c.name == name, TABLE.c.status.in_([SCHEDULED, ERROR]))
+        .where(TABLE.c.name == name, TABLE.c.status.in_(claimable))
         .values(status=STARTED, attempts=TABLE.c.attempts + 1, started_at=utcnow(),
                 updated_at=utcnow(), error=None)
     ).rowcount
@@ -135,17 +138,29 @@ def listing(connection: sa.Connection) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in rows]
 
 
-def run(db: sa.Engine, name: str | None = None) -> list[dict[str, Any]]:
-    """Run the named async migration, or every SCHEDULED and ERROR one; returns their rows."""
-    with db.connect() as connection:
-        names = [r["name"] for r in listing(connection)
-                 if (name is None and r["status"] in (SCHEDULED, ERROR)) or r["name"] == name]
-    if name and not names:
-        raise NotFoundError(f"no async migration named {name!r}")
+ORPHANED = (STARTED, IN_PROGRESS)  # under the migration lock: their runner died
+
+
+def run(db: sa.Engine, url: DatabaseURL, name: str | None = None, *,
+        lock_timeout: float = 300.0, on_wait: Callable[[], None] = lambda: None
+        ) -> list[dict[str, Any]]:
+    """Run the named async migration, or every unfinished one; returns their rows.
+
+    Runs hold the migration lock, as ``migrate`` does (which runs them too), so one found
+    STARTED or IN_PROGRESS belonged to a runner that died (even by SIGKILL, which leaves
+    PostgreSQL's autocommitted status behind): it is run again, its INVALID index dropped.
+    """
     dialect = dialect_of(db)
-    for each in names:
-        with db.connect() as connection, dialect.heavy_connection(connection) as heavy:
-            run_on(heavy, each)
+    with db.connect() as lock_connection, dialect.migration_lock(
+            url, lock_connection, timeout=lock_timeout, on_wait=on_wait):
+        with db.connect() as connection:
+            names = [r["name"] for r in listing(connection)
+                     if (name is None and r["status"] != FINISHED) or r["name"] == name]
+        if name and not names:
+            raise NotFoundError(f"no async migration named {name!r}")
+        for each in names:
+            with db.connect() as connection, dialect.heavy_connection(connection) as heavy:
+                run_on(heavy, each, (SCHEDULED, ERROR, *ORPHANED))
     with db.connect() as connection:
         rows = [r for r in listing(connection) if r["name"] in names]
     failed = [r for r in rows if r["status"] == ERROR]

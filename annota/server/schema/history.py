@@ -2,8 +2,11 @@
 
 Each file in ``annota/alembic/versions`` declares ``revision``, ``down_revision``,
 ``release`` (the annota release that ships it) and ``data_loss`` (what its downgrade
-destroys, or ``None``). Their module-level constants are read with ``ast`` so that listing
-the history costs milliseconds; a test checks that Alembic sees the same graph.
+destroys, or ``None``). A contract revision may also declare its release gate:
+``requires_backfills`` and ``requires_async_migrations``, the jobs that must be finished
+before the schema moves past it (see ``gates.py``). Their module-level constants are
+read with ``ast`` so that listing the history costs milliseconds; a test checks that
+Alembic sees the same graph.
 
 A release's tag is the last revision of that release: tags are derived, never listed.
 """
@@ -18,7 +21,8 @@ from pathlib import Path
 from annota.errors import AnnotaError, UnknownRevisionError
 
 VERSIONS_DIR = Path(__file__).resolve().parents[2] / "alembic" / "versions"
-_FIELDS = ("revision", "down_revision", "release", "data_loss")
+_FIELDS = ("revision", "down_revision", "release", "data_loss", "requires_backfills",
+           "requires_async_migrations")
 
 # the revision that creates the operational tables (backfill_jobs, async_migrations):
 # commands that only read or cancel jobs work from here on, not only at head
@@ -35,6 +39,13 @@ class Revision:
     description: str
     data_loss: str | None
     path: Path
+    requires_backfills: tuple[str, ...] = ()
+    requires_async_migrations: tuple[str, ...] = ()
+    async_migrations: tuple[str, ...] = ()  # the AsyncMigration(name=...) it declares
+
+    @property
+    def gated(self) -> bool:
+        return bool(self.requires_backfills or self.requires_async_migrations)
 
 
 @dataclass(frozen=True)
@@ -85,6 +96,9 @@ def _read(path: Path) -> Revision:
     if missing:
         raise AnnotaError(f"revision file {path.name} does not declare {', '.join(missing)}")
     doc = (ast.get_docstring(tree) or "").strip().splitlines()
+    heavy = tuple(k.value.value for node in ast.walk(tree) if isinstance(node, ast.Call)
+                  and getattr(node.func, "id", None) == "AsyncMigration"
+                  for k in node.keywords if k.arg == "name" and isinstance(k.value, ast.Constant))
     return Revision(
         revision=str(values["revision"]),
         down_revision=values.get("down_revision"),  # type: ignore[arg-type]
@@ -92,6 +106,10 @@ def _read(path: Path) -> Revision:
         description=doc[0] if doc else "",
         data_loss=values.get("data_loss"),  # type: ignore[arg-type]
         path=path,
+        requires_backfills=tuple(values.get("requires_backfills", ())),  # type: ignore[arg-type]
+        requires_async_migrations=tuple(
+            values.get("requires_async_migrations", ())),  # type: ignore[arg-type]
+        async_migrations=heavy,
     )
 
 

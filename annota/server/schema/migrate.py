@@ -19,6 +19,7 @@ from annota.errors import (
     ConfirmationRequiredError,
     ForeignDatabaseError,
     MigrationError,
+    ReleaseGateError,
     RevisionLockTimeoutError,
     SchemaAheadError,
     SchemaNotReadyError,
@@ -228,6 +229,7 @@ class MigrationReporter:
     def step_started(self, step: Step) -> None: ...
     def step_finished(self, step: Step, seconds: float) -> None: ...
     def retrying(self, step: Step, tries: int, delay: float, blockers: str) -> None: ...
+    def gate_forced(self, revision: Any, jobs: list) -> None: ...
 
 
 @dataclass
@@ -258,7 +260,7 @@ def step_dict(step: Step) -> dict[str, Any]:
     }
 
 
-def _known(hist: History, url: DatabaseURL, found: db.DatabaseState) -> str | None:
+def known_current(hist: History, url: DatabaseURL, found: db.DatabaseState) -> str | None:
     """The current revision, if this code knows it and the database is annota's."""
     if found.revision is None and found.foreign_tables:
         raise _foreign(status_of(url, found, hist))
@@ -276,7 +278,7 @@ def plan_migration(settings: Settings, target: str = "head") -> Plan:
     hist = history()
     target_rev = hist.resolve(target)
     url = settings.database_url
-    return hist.plan(_known(hist, url, db.read_state(url, with_pending=False)), target_rev)
+    return hist.plan(known_current(hist, url, db.read_state(url, with_pending=False)), target_rev)
 
 
 def migrate(
@@ -287,18 +289,21 @@ def migrate(
     backup: bool = True,
     lock_timeout: float = 300.0,
     reporter: MigrationReporter | None = None,
+    force: bool = False,
 ) -> MigrationResult:
     """Move the schema to ``target`` (a release tag, revision, ``head`` or ``base``).
 
     Safe to re-run and to run concurrently: the migration lock serialises runs, and the
     plan is re-read under the lock, so a second run that waited finds nothing to do.
     A downgrade needs ``confirm(plan)`` to return True; on SQLite it backs up the file first.
+    An upgrade stops before a release gate whose jobs are unfinished
+    (``ReleaseGateError``, the database at the revision before it), unless ``force``.
     """
     reporter = reporter or MigrationReporter()
     hist = history()
     url = settings.database_url
     target_rev = hist.resolve(target)
-    plan = hist.plan(_known(hist, url, db.read_state(url, with_pending=False)), target_rev)
+    plan = hist.plan(known_current(hist, url, db.read_state(url, with_pending=False)), target_rev)
     if plan.steps:
         reporter.plan(plan, hist)
     if plan.direction == "downgrade" and not (confirm and confirm(plan)):
@@ -312,7 +317,7 @@ def migrate(
         with db.connect(database, url) as connection, dialect.migration_lock(
             url, connection, timeout=lock_timeout, on_wait=reporter.waiting_for_lock
         ):
-            current = _known(hist, url, db.state_on(connection, with_pending=False))
+            current = known_current(hist, url, db.state_on(connection, with_pending=False))
             connection.commit()
             if current != plan.current:
                 confirmed, plan = plan, hist.plan(current, target_rev)
@@ -335,10 +340,47 @@ def migrate(
                                    lock_timeout=settings.migration_lock_timeout,
                                    statement_timeout=settings.migration_statement_timeout
                                    ) as blockers:
-                _run_alembic(connection, settings, plan, result, reporter, blockers)
+                for part in _parts(plan):
+                    gate = part.steps[0].revision
+                    if part.direction == "upgrade" and gate.gated:
+                        _pass_gate(connection, gate, result, force, reporter)
+                    _run_alembic(connection, settings, part, result, reporter, blockers)
             return result
     finally:
         database.dispose()
+
+
+def _parts(plan: Plan) -> list[Plan]:
+    """The plan cut before each gated revision of an upgrade: each part runs once the
+    gate at its start is passed."""
+    parts: list[list[Step]] = []
+    for step in plan.steps:
+        if not parts or (step.direction == "upgrade" and step.revision.gated):
+            parts.append([])
+        parts[-1].append(step)
+    out, current = [], plan.current
+    for steps in parts:
+        last = steps[-1].revision
+        target = last.revision if steps[0].direction == "upgrade" else last.down_revision
+        out.append(Plan(current, target, tuple(steps)))
+        current = target
+    return out
+
+
+def _pass_gate(connection, gate, result: MigrationResult, force: bool,  # noqa: ANN001
+               reporter) -> None:  # noqa: ANN001
+    from annota.server.schema import gates
+
+    jobs = gates.unfinished(connection, gate)
+    connection.commit()
+    if not jobs:
+        return
+    if force:
+        reporter.gate_forced(gate, jobs)
+        return
+    where = f"the database stays at {gate.down_revision}"
+    raise ReleaseGateError(gates.refusal(gate, jobs, where), revision=gate, result=result,
+                           jobs=jobs)
 
 
 def _run_alembic(
@@ -352,6 +394,11 @@ def _run_alembic(
     from alembic import command
 
     steps = list(plan.steps)
+    before = len(result.steps)  # the steps of the plan's earlier parts
+
+    def step_now() -> Step:
+        return steps[len(result.steps) - before]
+
     clock = [time.perf_counter()]
 
     from annota.server.schema import checksums
@@ -360,7 +407,7 @@ def _run_alembic(
 
     def on_version_apply(ctx: Any, **_: Any) -> None:
         # called inside each revision's transaction, right after it ran
-        step = steps[len(result.steps)]
+        step = step_now()
         if step.direction == "upgrade":
             recorder.applied(ctx.connection, step.revision)
         else:
@@ -369,8 +416,8 @@ def _run_alembic(
         seconds, clock[0] = now - clock[0], now
         result.steps.append((step, seconds))
         reporter.step_finished(step, seconds)
-        if len(result.steps) < len(steps):
-            reporter.step_started(steps[len(result.steps)])
+        if len(result.steps) - before < len(steps):
+            reporter.step_started(step_now())
 
     config = _alembic_config()
     config.attributes["connection"] = connection
@@ -391,23 +438,22 @@ def _run_alembic(
             raise
         except Exception as exc:
             if not dialect.is_lock_timeout(exc):
-                _failed(settings, plan, result, steps, exc)
+                _failed(settings, plan, result, step_now(), exc)
             connection.rollback()
             tries = 1 if len(result.steps) > progress else tries + 1
             progress = len(result.steps)
             if tries > settings.migration_retries:
-                _failed(settings, plan, result, steps, exc, blockers)
+                _failed(settings, plan, result, step_now(), exc, blockers)
             delay = min(30.0, 0.5 * 2 ** (tries - 1))
-            reporter.retrying(steps[len(result.steps)], tries, delay, blockers.described())
+            reporter.retrying(step_now(), tries, delay, blockers.described())
             time.sleep(delay)
             clock[0] = time.perf_counter()
-            reporter.step_started(steps[len(result.steps)])
+            reporter.step_started(step_now())
 
 
-def _failed(settings: Settings, plan: Plan, result: MigrationResult, steps: list[Step],
+def _failed(settings: Settings, plan: Plan, result: MigrationResult, failed: Step,
             exc: Exception, blockers=None) -> NoReturn:  # noqa: ANN001
     """Raise the error of the step that failed, saying where the database stays."""
-    failed = steps[len(result.steps)]
     done = plan.current
     if result.steps:
         last = result.steps[-1][0]

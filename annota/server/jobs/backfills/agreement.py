@@ -13,6 +13,7 @@ from annota.server.jobs.backfills.base import Backfill
 class Agreement(Backfill):
     name = "agreement"
     version = 1
+    since = "4700fbf00e8f"
     description = ("annotator agreement per record and label question (percent agreement) "
                    "and per question (Krippendorff's alpha, nominal)")
 

@@ -22,6 +22,10 @@ class Backfill(ABC):
     name: str
     version: int
     description: str
+    # the revision that registers its jobs: it runs on a schema at this revision or later
+    # (a release gate may need it finished before the schema reaches head), so it may use
+    # only tables and columns that exist from there on
+    since: str
 
     def total(self, connection: sa.Connection, dataset_id: uuid.UUID) -> int:
         return connection.execute(

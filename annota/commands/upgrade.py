@@ -1,0 +1,126 @@
+"""``annota server upgrade``: the whole upgrade in one plan, run in order."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from annota.commands.common import NONEMPTY, echo_json, json_option, settings, yes_option
+from annota.commands.database import _confirm, _Printer
+
+
+class _SchemaPrinter(_Printer):
+    """migrate's lines, without its plan: the upgrade's plan showed it already."""
+
+    def plan(self, plan, history) -> None:  # noqa: ANN001
+        pass
+
+
+class _UpgradePrinter(_Printer):
+    """The plan, then a line per step; stderr when stdout carries JSON."""
+
+    def __init__(self, err: bool, live: bool) -> None:
+        super().__init__(err)
+        self.schema = _SchemaPrinter(err)
+        self.last: dict[str, str] = {}
+        from annota.commands.search import _Progress
+
+        self.search = _Progress(live=live)
+
+    def planned(self, plan) -> None:  # noqa: ANN001
+        self.echo(f"Database: {plan.database}")
+        self.echo(f"Upgrade plan ({', '.join(plan.parts)}):")
+        if plan.schema.steps:
+            from annota.server.schema.history import history
+
+            self.plan(plan.schema, history())
+            for gate in plan.gates:
+                needs = [*gate.requires_backfills, *gate.requires_async_migrations]
+                self.echo(f"  release gate at {gate.revision} ({gate.release}): needs "
+                          f"{', '.join(needs)} finished first")
+        else:
+            self.echo(f"  schema: nothing to do (at {plan.end or 'base'})")
+        if plan.async_migrations:
+            self.echo("Async migrations:")
+            for name, when in plan.async_migrations:
+                self.echo(f"  {name}: {when}")
+        if plan.backfills:
+            self.echo("Backfills (records left are estimates):")
+            for b in plan.backfills:
+                self.echo(f"  {b.name:14} {b.dataset} ({b.dataset_id}): {b.records} records, "
+                          f"{b.status}")
+        if plan.search:
+            self.echo("Search indices to rebuild:")
+            for i in plan.search:
+                why = "; ".join(i.reasons) or "compared once the schema is at head"
+                self.echo(f"  {i.dataset} ({i.dataset_id}): {i.records} records; {why}")
+        for note in plan.notes:
+            self.echo(f"Note: {note}")
+        if plan.empty:
+            self.echo("Nothing to do: the database, jobs and indices are up to date.")
+
+    def part_started(self, part: str) -> None:
+        self.echo(f"== {part}")
+
+    def part_finished(self, part: str, seconds: float, summary: str) -> None:
+        self.echo(f"== {part}: {summary} ({seconds:.1f}s)")
+
+    def gate_reached(self, error) -> None:  # noqa: ANN001
+        gate = error.revision
+        self.echo(f"Release gate at {gate.revision} ({gate.release}): finishing "
+                  + "; ".join(j.describe() for j in error.jobs[:5])
+                  + (f" and {len(error.jobs) - 5} more" if len(error.jobs) > 5 else ""))
+
+    def backfill_progress(self, name: str, rows: list[dict]) -> None:
+        done = sum(r["status"] == "COMPLETED" for r in rows)
+        processed = sum(r["processed"] for r in rows)
+        line = f"{name}: {done}/{len(rows)} datasets done, {processed} records processed"
+        if self.last.get(name) != line:
+            self.echo(line)
+            self.last[name] = line
+
+
+@click.command()
+@click.option("--to", "target", default="head", show_default=True, type=NONEMPTY,
+              help="A release tag (e.g. 2.2), a revision id, 'head' or 'base'.")
+@click.option("--include", help="Only these parts, comma-separated: schema,async,backfills,"
+                                "search. Default: all.")
+@click.option("--exclude", help="Leave out these parts, comma-separated.")
+@click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
+@click.option("--force", is_flag=True,
+              help="Cross release gates with unfinished jobs instead of finishing them.")
+@yes_option
+@json_option
+def upgrade(target: str, include: str | None, exclude: str | None, dry_run: bool,
+            force: bool, yes: bool, as_json: bool) -> None:
+    """Upgrade everything in one go: schema, async migrations, backfills, search indices.
+
+    Prints the whole plan first, then runs it in order with progress and a summary. At
+    a release gate it finishes the gate's jobs, then moves on. Safe to run again after
+    any interruption (even kill -9): it does only what is left. A downgrade asks for the
+    same consent as `migrate` and moves the schema only.
+
+    \b
+    Example:
+      annota server upgrade --dry-run
+      annota server upgrade --yes
+      annota server upgrade --exclude search --json
+    """
+    from annota.server import upgrade as upgrades
+
+    config = settings()
+    parts = upgrades.parts_from(include, exclude)
+    printer = _UpgradePrinter(err=as_json, live=sys.stderr.isatty() and not as_json)
+    try:
+        result = upgrades.upgrade(config, target, parts=parts, dry_run=dry_run,
+                                  confirm=_confirm(yes), force=force, reporter=printer)
+    finally:
+        printer.search.stop()
+    if as_json:
+        echo_json(result.to_dict())
+    elif dry_run:
+        printer.echo("Nothing was changed (dry run).")
+    elif not result.plan.empty:
+        printer.echo("Done: " + ", ".join(f"{part} {seconds:.1f}s"
+                                          for part, seconds in result.seconds.items()))
