@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import uuid
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import sqlalchemy as sa
@@ -17,7 +15,8 @@ from annota.config import Settings
 from annota.server.db import open_database
 from annota.server.schema import migrate as migrations
 from annota.server.schema.history import history
-from tests.conftest import Annota, make_env, sqlalchemy_url
+from tests.api_tools import pg_database
+from tests.conftest import Annota, make_env
 from tests.schema_tools import insert_many
 from tests.upgrade_tools import (
     DERIVED,
@@ -34,16 +33,21 @@ R_DROP_INDEX, R_STATUS_CONTRACT = "3b9e5f1c7a42", "6d4a2c8e9f15"
 NO_SEARCH = ("--exclude", "search")
 
 
-def seed_every_release(settings: Settings, *, records: int = 4) -> None:
-    """Walk the history release by release, writing a dataset at each."""
+def seed_at(settings: Settings, release: str) -> None:
+    """Migrate to ``release`` and write its dataset there."""
+    migrations.migrate(settings, release)
     database = open_database(settings.database_url)
     try:
-        for release in RELEASES:
-            migrations.migrate(settings, release)
-            with database.begin() as connection:
-                seed_release(connection, release, records)
+        with database.begin() as connection:
+            seed_release(connection, release)
     finally:
         database.dispose()
+
+
+def seed_every_release(settings: Settings) -> None:
+    """Walk the history release by release, writing a dataset at each."""
+    for release in RELEASES:
+        seed_at(settings, release)
 
 
 def read(settings: Settings, what):  # noqa: ANN001, ANN201
@@ -113,19 +117,9 @@ def _twin_url(request: pytest.FixtureRequest, database_url: str, tmp_path) -> st
     """A second fresh database on the same backend."""
     if database_url.startswith("sqlite"):
         return f"sqlite:///{tmp_path / 'twin.db'}"
-    server = request.getfixturevalue("postgres_server_url")
-    name = f"annota_twin_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(sqlalchemy_url(server), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
-
+    url, drop = pg_database(request.getfixturevalue("postgres_server_url"))
     request.addfinalizer(drop)
-    return urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
+    return url
 
 
 def _seed_for_kills(settings: Settings) -> None:
@@ -214,11 +208,7 @@ def test_an_upgrade_killed_at_several_points_reaches_the_same_end_state(
 
 
 def test_a_gate_refuses_then_passes_once_its_backfill_is_done(annota, settings):
-    migrations.migrate(settings, "2.0")
-    read_write = open_database(settings.database_url)
-    with read_write.begin() as connection:
-        seed_release(connection, "2.0")
-    read_write.dispose()
+    seed_at(settings, "2.0")
     migrations.migrate(settings, "2.2")
     before = read(settings, end_state)
 
@@ -245,11 +235,7 @@ def test_a_gate_refuses_then_passes_once_its_backfill_is_done(annota, settings):
 
 
 def test_force_crosses_a_gate_and_says_so(annota, settings):
-    migrations.migrate(settings, "2.0")
-    database = open_database(settings.database_url)
-    with database.begin() as connection:
-        seed_release(connection, "2.0")
-    database.dispose()
+    seed_at(settings, "2.0")
     forced = annota.run("server", "database", "migrate", "--force")
     assert forced.returncode == 0, forced.stderr
     assert f"Crossing the release gate at {R_STATUS_CONTRACT}" in forced.stdout
@@ -276,11 +262,7 @@ def test_an_async_gate_waits_for_its_index_then_upgrade_builds_it(annota, settin
 def test_without_the_backfills_part_only_the_gates_jobs_run(annota, settings):
     """What the container's entrypoint does: the schema moves to head, finishing the
     gate's record-status; the agreement backfill is left to the operator or workers."""
-    migrations.migrate(settings, "2.0")
-    database = open_database(settings.database_url)
-    with database.begin() as connection:
-        seed_release(connection, "2.0")
-    database.dispose()
+    seed_at(settings, "2.0")
     run = annota.run("server", "upgrade", "--include", "schema")
     assert run.returncode == 0, run.stdout + run.stderr
     assert migrations.status(settings).current == history().head.revision

@@ -51,9 +51,9 @@ class SearchStatus:
                 "drift": self.drift}
 
 
-def status(settings: Settings) -> SearchStatus:
+def status(settings: Settings, engine: SearchEngine | None = None) -> SearchStatus:
     ensure_at_head(settings)
-    engine = connect(settings.search)
+    engine = engine or connect(settings.search)
     datasets = [_dataset_status(engine, p) for p in plan(settings, None, engine)]
     indices = engine.indices(index_pattern(engine.prefix))
     orphans = sorted(name for name, aliases in indices.items() if not aliases)

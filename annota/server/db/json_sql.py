@@ -10,8 +10,6 @@ UUIDs as ``str(uuid)``, numbers with every digit they have.
 
 from __future__ import annotations
 
-Pairs = tuple[tuple[str, str], ...]
-
 
 class SQLiteJSON:
     def object(self, *pairs: tuple[str, str]) -> str:

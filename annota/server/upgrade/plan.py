@@ -210,7 +210,7 @@ def _plan_search(settings: Settings, plan: UpgradePlan, hist: History, survey: _
     if at_head:
         from annota.search import maintenance
 
-        state = maintenance.status(settings)
+        state = maintenance.status(settings, engine)
         plan.search = [IndexWork(d.dataset_id, d.name, d.records, tuple(d.reasons))
                        for d in state.datasets if d.needs_reindex]
         return

@@ -73,11 +73,11 @@ def upgrade(settings: Settings, to: str = "head", *, parts: tuple[str, ...] = PA
         return result
     steps = [("schema", _schema), ("async", _async), ("backfills", _backfills),
              ("search", _search)]
+    skipped = {"schema": not plan.schema.steps,  # and, after a downgrade, all but schema
+               "async": plan.downgrade, "backfills": plan.downgrade,
+               "search": plan.end != history().head.revision}
     for part, run in steps:
-        if part not in plan.parts or (part != "schema" and plan.downgrade):
-            continue
-        if (part == "search" and plan.end != history().head.revision) or (
-                part == "schema" and not plan.schema.steps):
+        if part not in plan.parts or skipped[part]:
             continue
         reporter.part_started(part)
         started = time.perf_counter()
