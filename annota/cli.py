@@ -30,6 +30,11 @@ class AnnotaGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:  # one line, like every other error; exit 2
+            where = exc.ctx.command_path if exc.ctx else ctx.command_path
+            message = " ".join(exc.format_message().split())
+            click.echo(f"Error: {message} (see '{where} --help')", err=True)
+            ctx.exit(exc.exit_code)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except AnnotaError as exc:

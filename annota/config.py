@@ -153,9 +153,14 @@ class Setting(NamedTuple):
         return self.variable.removeprefix("ANNOTA_").lower()
 
     def read(self, env: Mapping[str, str]) -> Any:
-        raw = env.get(self.variable, "")
-        if not raw.strip():
+        if self.variable not in env:
             return self.default
+        raw = env[self.variable]
+        if not raw.strip():
+            # a secret or URL that came through empty must not quietly mean "the default"
+            # (a production database URL would become an empty embedded database)
+            raise ConfigurationError(f"{self.variable} is set but blank: unset it, or set it "
+                                     f"to {self.expects}")
         raw = raw.strip() if self.strip else raw
         try:
             return self.parse(raw)
@@ -306,6 +311,10 @@ class Settings:
             index_prefix=values.pop("search_index_prefix"),
             replicas=values.pop("search_replicas"), shards=values.pop("search_shards"),
         )
+        if search.api_key and (search.username or search.password):
+            raise ConfigurationError(
+                "ANNOTA_ELASTICSEARCH_API_KEY and ANNOTA_ELASTICSEARCH_USERNAME/_PASSWORD are "
+                "both set; the search engine takes one way to authenticate: unset one")
         if search.engine == "opensearch" and search.api_key:
             raise ConfigurationError(
                 "OpenSearch has no API keys; set ANNOTA_ELASTICSEARCH_USERNAME and "

@@ -41,9 +41,12 @@ $annota server upgrade --include schema
 if [ -n "${USERNAME:-}" ] && [ -n "${PASSWORD:-}" ]; then
   # the password goes through stdin, never the command line; a generated API key is not
   # logged (set API_KEY to choose the owner's key)
-  created=$(ANNOTA_NEW_USER_API_KEY=${API_KEY:-} $annota server database users create \
+  # ANNOTA_NEW_USER_API_KEY only when API_KEY is set: a blank setting is an error
+  if [ -n "${API_KEY:-}" ]; then export ANNOTA_NEW_USER_API_KEY="$API_KEY"; fi
+  created=$($annota server database users create \
     --username "$USERNAME" --role owner --password-stdin \
     --workspace "${WORKSPACE:-default}" <<<"$PASSWORD")
+  unset ANNOTA_NEW_USER_API_KEY
   printf '%s\n' "$created" | grep -v '^API key' >&2 || true
 fi
 

@@ -105,8 +105,10 @@ MALFORMED: dict[str, st.SearchStrategy[str]] = {
     "ANNOTA_SERVER_PORT": not_whole_in(1, 65535),
     "ANNOTA_NEW_USER_API_KEY": with_control_character(),
 }
+# set, but to nothing: a secret that came through empty must never mean "the default"
+BLANK = st.text(st.sampled_from(" \t\n\r\x0b\x0c\u00a0\u2003"), max_size=6)
 SETTING = st.sampled_from(config.SETTINGS).flatmap(
-    lambda s: st.tuples(st.just(s), MALFORMED[s.variable]))
+    lambda s: st.tuples(st.just(s), st.one_of(MALFORMED[s.variable], BLANK)))
 
 
 def test_every_setting_has_a_malformed_strategy_and_a_line_in_the_readme():
@@ -144,7 +146,7 @@ def test_any_malformed_setting_is_one_line_naming_it(tmp_path, case):
     assert len(lines) == 1 and lines[0].startswith("Error: "), lines
     assert setting.variable in lines[0]
     assert result.stdout == "" and "Traceback" not in result.output
-    if setting.secret:
+    if setting.secret and value.strip():
         assert value.strip() not in result.output
     assert elapsed < 5
     assert not (tmp_path / "home").exists()  # nothing was created
@@ -191,9 +193,37 @@ def test_well_formed_values_are_typed(replicas, shards, seconds, flag):
 
 def test_secrets_print_as_stars():
     loaded = config.Settings.from_env({"ANNOTA_ELASTICSEARCH_PASSWORD": "pw-s3cret",
-                                       "ANNOTA_ELASTICSEARCH_API_KEY": "key-s3cret",
                                        "ANNOTA_ELASTICSEARCH": "http://u:url-s3cret@h:9200"})
-    shown = f"{loaded!r} {loaded.search} {loaded.search.password} {loaded.search.api_key}"
+    keyed = config.Settings.from_env({"ANNOTA_ELASTICSEARCH_API_KEY": "key-s3cret"})
+    shown = f"{loaded!r} {loaded.search} {loaded.search.password} {keyed!r} {keyed.search.api_key}"
     assert "s3cret" not in shown and "***" in shown
     assert loaded.search.password.get_secret_value() == "pw-s3cret"
     assert "url-s3cret" not in loaded.search.masked_url
+
+
+@settings(max_examples=len(config.SETTINGS) * 3, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(setting=st.sampled_from(config.SETTINGS), value=BLANK)
+def test_a_blank_setting_is_refused_not_taken_as_unset(tmp_path, setting, value):
+    """A blank ANNOTA_DATABASE_URL once meant the default SQLite file: a deployment whose
+    secret came through empty ran on an empty embedded database. Every setting, blank or
+    whitespace: one line naming it, exit 2, nothing created."""
+    env = {**make_env(tmp_path, None), setting.variable: value}
+    result = CliRunner().invoke(cli, ["server", "database", "migrate"], env=env)
+    assert result.exit_code == 2, (setting.variable, value, result.output)
+    assert result.stderr.splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith(f"Error: {setting.variable} is set but blank")
+    assert not (tmp_path / "home").exists()
+
+
+def test_two_ways_to_authenticate_to_the_engine_is_a_configuration_error(tmp_path):
+    env = {**make_env(tmp_path, None), "ANNOTA_ELASTICSEARCH_API_KEY": "key-s3cret",
+           "ANNOTA_ELASTICSEARCH_USERNAME": "elastic",
+           "ANNOTA_ELASTICSEARCH_PASSWORD": "pw-s3cret"}
+    for command in (["server", "search-engine", "status"], ["server", "database", "current"]):
+        result = subprocess.run([sys.executable, "-m", "annota", *command], env=env,
+                                capture_output=True, text=True, timeout=30)
+        assert result.returncode == 2, result.stderr
+        assert re.fullmatch(r"Error: ANNOTA_ELASTICSEARCH_API_KEY and [^\n]*\n", result.stderr)
+        assert "s3cret" not in result.stdout + result.stderr
+    assert not (tmp_path / "home").exists()

@@ -26,6 +26,32 @@ class NonEmpty(click.ParamType):
 
 NONEMPTY = NonEmpty()
 
+
+class Seconds(click.ParamType):
+    """A finite number of seconds, at least 0: ``nan`` and ``inf`` are no durations (a wait
+    of ``nan`` never ends, since no comparison with it is true)."""
+
+    name = "seconds"
+    LIMIT = 10**7  # about four months: more is a typo, not a wait
+
+    def convert(self, value, param, ctx):  # noqa: ANN001, ANN201 - click's signature
+        import math
+
+        if isinstance(value, float):
+            number = value
+        else:
+            try:
+                number = float(str(value).strip())
+            except ValueError:
+                self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if not math.isfinite(number) or not 0 <= number <= self.LIMIT:
+            self.fail(f"{value!r} is not a number of seconds from 0 to {self.LIMIT:g}",
+                      param, ctx)
+        return number
+
+
+SECONDS = Seconds()
+
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print JSON on stdout (messages go to stderr)."
 )

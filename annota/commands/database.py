@@ -10,6 +10,7 @@ import click
 
 from annota.commands.common import (
     NONEMPTY,
+    SECONDS,
     echo_json,
     echo_table,
     json_option,
@@ -148,7 +149,7 @@ database.add_command(current, name="info")
 
 @database.command()
 @click.option(
-    "--wait", "wait_seconds", type=click.FloatRange(min=0), default=0, show_default=True,
+    "--wait", "wait_seconds", type=SECONDS, default=0, show_default=True,
     help="Keep polling for up to SECONDS until the schema is at head (container init).",
 )
 def check(wait_seconds: float) -> None:
@@ -286,7 +287,7 @@ def _confirm(yes: bool):  # noqa: ANN202
 @click.option("--force", is_flag=True,
               help="Cross release gates whose required jobs are unfinished.")
 @click.option(
-    "--lock-timeout", type=click.FloatRange(min=0), default=300, show_default=True,
+    "--lock-timeout", type=SECONDS, default=300, show_default=True,
     help="Seconds to wait for another running migration to finish.",
 )
 @json_option

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import click
 
-from annota.commands.common import NONEMPTY, echo_json, echo_table, json_option, settings
+from annota.commands.common import (
+    NONEMPTY,
+    SECONDS,
+    echo_json,
+    echo_table,
+    json_option,
+    settings,
+)
 from annota.errors import IndexDriftError
 
 EXIT_DRIFT = IndexDriftError.exit_code
@@ -114,7 +121,7 @@ class _Progress:
 @click.option("--dry-run", is_flag=True, help="Print what would be done; change nothing.")
 @click.option("--senders", type=click.IntRange(1, 32), default=2, show_default=True,
               help="Parallel bulk requests per dataset (more where the engine has capacity).")
-@click.option("--wait", "wait_seconds", type=click.FloatRange(min=0), default=300,
+@click.option("--wait", "wait_seconds", type=SECONDS, default=300,
               show_default=True,
               help="Seconds to wait for another reindex of the same dataset (exit 13 after).")
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path),
@@ -211,7 +218,7 @@ def status(as_json: bool) -> None:
 
 @search_engine.command()
 @click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
-@click.option("--stale-after", type=click.FloatRange(min=0), default=10, show_default=True,
+@click.option("--stale-after", type=SECONDS, default=10, show_default=True,
               help="Seconds to watch the lease of a reindex that names an unaliased index: "
                    "renewed meanwhile, the build is alive and its index kept.")
 def cleanup(dry_run: bool, stale_after: float) -> None:

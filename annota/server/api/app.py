@@ -23,6 +23,7 @@ from annota.errors import (
     DatabaseUnreachableError,
     InvalidInputError,
     NotFoundError,
+    RedisUnreachableError,
     ReindexBusyError,
     SearchEngineError,
 )
@@ -58,6 +59,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     for error, status in ((NotFoundError, 404), (ConflictError, 409),
                           (SearchEngineError, 503), (DatabaseUnreachableError, 503),
+                          (RedisUnreachableError, 503),
                           (ReindexBusyError, 503),
                           (AnnotaError, 400)):
         app.add_exception_handler(error, _handler(status))
@@ -230,6 +232,8 @@ def create_app(settings: Settings) -> FastAPI:
         from annota.server.jobs import backfill_jobs as jobs
         from annota.server.jobs import runner
 
+        if settings.redis_url:  # before any job is marked QUEUED
+            runner.check_redis(settings.redis_url)
         with db.begin() as connection:
             queued = jobs.queue_jobs(connection, name, force=body.force, limit=body.limit,
                                      dataset_id=str(body.dataset_id) if body.dataset_id

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from annota.errors import ReindexError, UnsupportedOperationError
+from annota.errors import ConfigurationError, ReindexError, UnsupportedOperationError
 from annota.server.db.connections import report_connect_errors, unreachable
 from annota.server.db.json_sql import PostgreSQLJSON, SQLiteJSON
 from annota.server.db.locks import (
@@ -213,7 +213,13 @@ class SQLiteDialect(Dialect):
 
     def prepare(self, url: DatabaseURL) -> None:
         if url.sqlite_path is not None:
-            url.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                url.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # a parent that is a file, no permission, read-only
+                raise ConfigurationError(
+                    f"cannot create {url.sqlite_path.parent}, the SQLite database's directory: "
+                    f"{exc.strerror or exc}; check ANNOTA_HOME or ANNOTA_DATABASE_URL"
+                ) from None
 
     def migration_lock(self, url: DatabaseURL, connection: Connection, *, timeout: float,
                        on_wait: Callable[[], None] = lambda: None) -> Any:

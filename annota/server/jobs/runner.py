@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from annota.config import Settings
+from annota.errors import RedisUnreachableError
 from annota.server.db import dialect_for, open_database
 from annota.server.jobs.backfill_jobs import (
     COMPLETED,
@@ -22,6 +23,7 @@ from annota.server.jobs.backfill_jobs import (
     run_job,
 )
 from annota.server.schema.migrate import ensure_at_head
+from annota.urls import mask_url, scrub, url_password
 
 QUEUE_NAME = "annota-backfills"
 
@@ -52,12 +54,14 @@ def run(settings: Settings, name: str, *, dataset_id: str | None = None,
     a schema at head, or at the backfill's own revision or later (a release gate may need
     it before the schema can move on)."""
     ensure_at_head(settings, at_least=backfill(name).since)
+    rq = bool(settings.redis_url) and not inline
+    if rq:  # before any job is marked QUEUED: an unreachable Redis changes nothing
+        check_redis(settings.redis_url)
     db = open_database(settings.database_url)
     try:
         with db.begin() as connection:
             queued = queue_jobs(connection, name, dataset_id=dataset_id, limit=limit,
                                 force=force, stale_seconds=settings.backfill_stale_seconds)
-        rq = bool(settings.redis_url) and not inline
         result = RunResult("rq" if rq else "inline", queued)
         if not queued.queued:
             return result
@@ -99,6 +103,18 @@ def _wait(db, job_ids, on_progress, poll: float) -> dict[str, str]:  # noqa: ANN
         if not any(r["status"] in UNFINISHED for r in rows):
             return {str(r["id"]): r["status"] for r in rows}
         time.sleep(poll)
+
+
+def check_redis(url: str) -> None:
+    """``RedisUnreachableError`` (one line, the password masked) unless Redis answers."""
+    from redis import Redis
+    from redis.exceptions import RedisError
+
+    try:
+        Redis.from_url(url, socket_connect_timeout=5).ping()
+    except (RedisError, ValueError) as exc:
+        reason = scrub(str(exc), [url_password(url) or ""])
+        raise RedisUnreachableError(f"cannot reach Redis at {mask_url(url)}: {reason}") from None
 
 
 def enqueue(url: str, job_ids: list[uuid.UUID], batch_size: int) -> None:

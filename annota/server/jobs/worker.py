@@ -9,10 +9,9 @@ import sys
 import uuid
 
 from annota.config import Settings
-from annota.errors import ConfigurationError, RedisUnreachableError
-from annota.server.jobs.runner import QUEUE_NAME
+from annota.errors import ConfigurationError
+from annota.server.jobs.runner import QUEUE_NAME, check_redis
 from annota.server.schema.migrate import ensure_at_head
-from annota.urls import mask_url, scrub, url_password
 
 
 def _work(url: str, index: int, burst: bool) -> None:
@@ -35,7 +34,7 @@ def run_workers(settings: Settings, count: int = 1, *, burst: bool = False) -> N
             "annota server worker needs ANNOTA_REDIS_URL (e.g. redis://localhost:6379/0); "
             "without it, backfills run in-process"
         )
-    _check_redis(url)
+    check_redis(url)
     ensure_at_head(settings)
     if count == 1:
         _work(url, 0, burst)
@@ -55,14 +54,3 @@ def run_workers(settings: Settings, count: int = 1, *, burst: bool = False) -> N
     signal.signal(signal.SIGINT, stop)
     for w in workers:
         w.join()
-
-
-def _check_redis(url: str) -> None:
-    from redis import Redis
-    from redis.exceptions import RedisError
-
-    try:
-        Redis.from_url(url, socket_connect_timeout=5).ping()
-    except (RedisError, ValueError) as exc:
-        reason = scrub(str(exc), [url_password(url) or ""])
-        raise RedisUnreachableError(f"cannot reach Redis at {mask_url(url)}: {reason}") from None

@@ -304,14 +304,14 @@ def migrate(
     url = settings.database_url
     target_rev = hist.resolve(target)
     plan = hist.plan(known_current(hist, url, db.read_state(url, with_pending=False)), target_rev)
+    dialect = db.dialect_for(url)
+    dialect.prepare(url)  # a directory that cannot be made fails before any plan is shown
     if plan.steps:
         reporter.plan(plan, hist)
     if plan.direction == "downgrade" and not (confirm and confirm(plan)):
         raise ConfirmationRequiredError(
             "refusing to downgrade without consent; pass --yes to confirm"
         )
-    dialect = db.dialect_for(url)
-    dialect.prepare(url)
     database = db.open_database(url, foreign_keys=False)
     try:
         with db.connect(database, url) as connection, dialect.migration_lock(
