@@ -189,17 +189,22 @@ def reindex(dataset_ids: tuple[str, ...], feedback_ids: tuple[str, ...], batch_s
 
 
 @search_engine.command()
+@click.option("--verify", is_flag=True,
+              help="Also compare by identity: every record's document at the record's "
+                   "version, and no other document (reads every id and version).")
 @json_option
-def status(as_json: bool) -> None:
+def status(verify: bool, as_json: bool) -> None:
     """Compare each dataset's records with its index; exit 12 if any needs a reindex.
+
+    By count, mapping version and settings; with --verify, by identity too.
 
     \b
     Example:
-      annota server search-engine status --json
+      annota server search-engine status --verify --json
     """
     from annota.search import maintenance
 
-    state = maintenance.status(settings())
+    state = maintenance.status(settings(), verify=verify)
     if as_json:
         echo_json(state.to_dict())
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,7 +11,8 @@ from annota.search import connect
 from annota.search.engine import EngineInfo, SearchEngine, index_pattern
 from annota.search.lease import STALE_SECONDS, live_builds
 from annota.search.mapping import MAPPING_VERSION
-from annota.search.reindex import DatasetPlan, plan
+from annota.search.reindex import DatasetPlan, identity_differences, plan
+from annota.server.db import open_database, read_only
 from annota.server.schema.migrate import ensure_at_head
 
 
@@ -51,10 +53,16 @@ class SearchStatus:
                 "drift": self.drift}
 
 
-def status(settings: Settings, engine: SearchEngine | None = None) -> SearchStatus:
+def status(settings: Settings, engine: SearchEngine | None = None, *,
+           verify: bool = False) -> SearchStatus:
+    """Each dataset's index against its records: by count, mapping version and settings;
+    with ``verify``, also by identity (every record's document at its version, no other
+    document), which reads every id and version on both sides."""
     ensure_at_head(settings)
     engine = engine or connect(settings.search)
     datasets = [_dataset_status(engine, p) for p in plan(settings, None, engine)]
+    if verify:
+        _verify(settings, engine, [d for d in datasets if d.index])
     indices = engine.indices(index_pattern(engine.prefix))
     orphans = sorted(name for name, aliases in indices.items() if not aliases)
     return SearchStatus(engine.info(), datasets, orphans)
@@ -77,6 +85,22 @@ def _dataset_status(engine: SearchEngine, plan: DatasetPlan) -> DatasetIndexStat
     if meta.get("settings_fingerprint") != plan.fingerprint:
         status.reasons.append("dataset settings changed since the index was built")
     return status
+
+
+def _verify(settings: Settings, engine: SearchEngine,
+            datasets: list[DatasetIndexStatus]) -> None:
+    db = read_only(open_database(settings.database_url))
+    try:
+        for status in datasets:
+            engine.refresh(status.index)
+            stale, extra = identity_differences(db, engine, status.index,
+                                                uuid.UUID(status.dataset_id))
+            if stale or extra:
+                status.reasons.append(
+                    f"{len(stale)} records without their document at their version, "
+                    f"{len(extra)} documents of no record")
+    finally:
+        db.dispose()
 
 
 @dataclass

@@ -241,6 +241,31 @@ def prefetched(items: Iterator[Any], depth: int = 20, chunk: int = 1000) -> Iter
         reader.join(timeout=5)
 
 
+def identity_differences(db: sa.Engine, engine: SearchEngine, index: str,
+                         dataset_id: Any) -> tuple[list[str], list[str]]:
+    """(records whose document is missing or at another version, documents of no record):
+    the index against the database by identity, a merge of both sides in id order, so
+    memory stays flat but for the differences. Each side is read ahead in a thread of its
+    own, so the database and the engine work at once."""
+    stale: list[str] = []
+    extra: list[str] = []
+    ours = prefetched(record_version_batches(db, dataset_id, 10000))
+    theirs = prefetched(engine.iter_versions(index))
+    mine, doc = next(ours, None), next(theirs, None)
+    while mine is not None or doc is not None:
+        if doc is None or (mine is not None and mine[0] < doc[0]):
+            stale.append(mine[0])
+            mine = next(ours, None)
+        elif mine is None or doc[0] < mine[0]:
+            extra.append(doc[0])
+            doc = next(theirs, None)
+        else:
+            if mine[1] != doc[1]:
+                stale.append(mine[0])
+            mine, doc = next(ours, None), next(theirs, None)
+    return stale, extra
+
+
 class _DatasetReindex:
     def __init__(self, db: sa.Engine, engine: SearchEngine, plan: DatasetPlan, batch_size: int,
                  report: RejectReport, reporter: ReindexReporter,
@@ -411,25 +436,7 @@ class _DatasetReindex:
                 .where(records.c.dataset_id == self.schema.id)).one())
 
     def _differences(self) -> tuple[list[str], list[str]]:
-        """(records whose document is missing or at another version, documents of no
-        record): a merge of both sides in id order, so memory stays flat. Each side is
-        read ahead in a thread of its own, so the database and the engine work at once."""
-        stale: list[str] = []
-        extra: list[str] = []
-        ours = prefetched(record_version_batches(self.db, self.schema.id, 10000))
-        theirs = prefetched(self.engine.iter_versions(self.index))
-        mine, doc = next(ours, None), next(theirs, None)
-        while mine is not None or doc is not None:
-            if doc is None or (mine is not None and mine[0] < doc[0]):
-                stale.append(mine[0])
-                mine = next(ours, None)
-            elif mine is None or doc[0] < mine[0]:
-                extra.append(doc[0])
-                doc = next(theirs, None)
-            else:
-                if mine[1] != doc[1]:
-                    stale.append(mine[0])
-                mine, doc = next(ours, None), next(theirs, None)
+        stale, extra = identity_differences(self.db, self.engine, self.index, self.schema.id)
         return [i for i in stale if i not in self._rejected], extra
 
     def _repair(self, stale: list[str], extra: list[str]) -> None:

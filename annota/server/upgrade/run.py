@@ -183,7 +183,7 @@ def _search(settings: Settings, plan: UpgradePlan, result: UpgradeResult,
     from annota.search import maintenance
     from annota.search.reindex import reindex
 
-    state = maintenance.status(settings)
+    state = maintenance.status(settings, verify=True)  # by identity, not by count alone
     wanted = [d.dataset_id for d in state.datasets if d.needs_reindex]
     if wanted:
         summary = reindex(settings, wanted, reporter=reporter.search)

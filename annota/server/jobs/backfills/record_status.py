@@ -26,12 +26,13 @@ class RecordStatus(Backfill):
             sa.select(RECORDS.c.id).where(in_dataset, after).order_by(RECORDS.c.id)
             .offset(batch_size - 1).limit(1)).scalar_one_or_none()
         bounded = sa.and_(after, RECORDS.c.id <= last) if last is not None else after
-        updated = connection.execute(
-            status_update(dataset_id, min_submitted(connection, dataset_id)).where(bounded)
-        ).rowcount
-        if last is None:  # the final, partial batch
-            return None, updated
-        return str(last), updated
+        # writes only the records whose status is wrong: a rerun writes nothing
+        connection.execute(
+            status_update(dataset_id, min_submitted(connection, dataset_id)).where(bounded))
+        if last is None:  # the final, partial batch: count what it covered
+            return None, connection.execute(sa.select(sa.func.count()).select_from(RECORDS)
+                                            .where(in_dataset, after)).scalar_one()
+        return str(last), batch_size
 
     def finish(self, connection: sa.Connection, dataset_id: uuid.UUID) -> None:
         """The dataset's count of completed records, from the statuses now computed (the
