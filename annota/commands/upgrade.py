@@ -72,6 +72,10 @@ class _UpgradePrinter(_Printer):
                   + "; ".join(j.describe() for j in error.jobs[:5])
                   + (f" and {len(error.jobs) - 5} more" if len(error.jobs) > 5 else ""))
 
+    def waiting_for_others(self, name: str, jobs: int) -> None:
+        self.echo(f"{name}: waiting for {jobs} job{'s' * (jobs != 1)} another worker runs "
+                  "(taken over should it die)")
+
     def backfill_progress(self, name: str, rows: list[dict]) -> None:
         done = sum(r["status"] == "COMPLETED" for r in rows)
         processed = sum(r["processed"] for r in rows)

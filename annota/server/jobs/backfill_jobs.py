@@ -140,12 +140,7 @@ def queue_jobs(connection: sa.Connection, name: str, *, dataset_id: str | None =
     if dataset_id is not None:
         query = query.where(JOBS.c.dataset_id == dataset_row(connection, dataset_id).id)
     jobs = connection.execute(query).all()
-    dead = [job for job in jobs if job.status == RUNNING and _gone(job.worker)]
-    for job in dead:  # FAILED, then queued below like any failure: it resumes its cursor
-        transition(connection, sa.and_(JOBS.c.id == job.id, JOBS.c.worker == job.worker),
-                   FAILED, last_error=f"its worker {job.worker} is gone (killed)",
-                   finished_at=m.utcnow())
-    if dead:
+    if _fail_dead(connection, jobs):  # then queued below like any failure: resumes its cursor
         jobs = connection.execute(query).all()
     result = QueueResult()
     todo = []
@@ -169,6 +164,37 @@ def queue_jobs(connection: sa.Connection, name: str, *, dataset_id: str | None =
                       total=total, last_error=None, finished_at=None, **fresh):
             result.queued.append(job.id)
     return result
+
+
+def _fail_dead(connection: sa.Connection, jobs: list[Any]) -> int:
+    """Mark FAILED the RUNNING ``jobs`` whose worker is a process of this host that no
+    longer exists; returns how many."""
+    dead = [job for job in jobs if job.status == RUNNING and _gone(job.worker)]
+    for job in dead:
+        transition(connection, sa.and_(JOBS.c.id == job.id, JOBS.c.worker == job.worker),
+                   FAILED, last_error=f"its worker {job.worker} is gone (killed)",
+                   finished_at=m.utcnow())
+    return len(dead)
+
+
+def unattended(connection: sa.Connection, name: str, *, dataset_id: str | None = None,
+               stale_seconds: float = DEFAULT_STALE_SECONDS) -> list[uuid.UUID]:
+    """The jobs of backfill ``name`` that no live worker is running: QUEUED ones nobody
+    claimed yet, and RUNNING ones whose worker died (gone from this host: re-queued at once;
+    elsewhere: once its heartbeat is ``stale_seconds`` old). Whoever claims one first
+    (``claim``, atomic) runs it; the others wait for it."""
+    query = sa.select(JOBS.c.id, JOBS.c.status, JOBS.c.worker, JOBS.c.heartbeat_at).where(
+        JOBS.c.name == name, JOBS.c.status.in_((QUEUED, RUNNING)))
+    if dataset_id is not None:
+        query = query.where(JOBS.c.dataset_id == dataset_row(connection, dataset_id).id)
+    jobs = connection.execute(query).all()
+    dead = [job.id for job in jobs if job.status == RUNNING and _gone(job.worker)]
+    if _fail_dead(connection, jobs):
+        transition(connection, JOBS.c.id.in_(dead), QUEUED, queued_at=m.utcnow(),
+                   finished_at=None)
+    stale = stale_before(stale_seconds)
+    return [job.id for job in jobs if job.status == QUEUED or job.id in dead or (
+        job.heartbeat_at is not None and job.heartbeat_at < stale)]
 
 
 def claim(connection: sa.Connection, job_id: uuid.UUID, worker: str,

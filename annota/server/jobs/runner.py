@@ -15,12 +15,15 @@ from annota.errors import RedisUnreachableError
 from annota.server.db import dialect_for, open_database
 from annota.server.jobs.backfill_jobs import (
     COMPLETED,
+    QUEUED,
+    RUNNING,
     UNFINISHED,
     QueueResult,
     backfill,
     jobs,
     queue_jobs,
     run_job,
+    unattended,
 )
 from annota.server.schema.migrate import ensure_at_head
 from annota.urls import mask_url, scrub, url_password
@@ -49,10 +52,15 @@ class RunResult:
 def run(settings: Settings, name: str, *, dataset_id: str | None = None,
         limit: int | None = None, force: bool = False, batch_size: int = 1000,
         wait: bool = True, on_progress: Callable[[list[dict]], None] | None = None,
-        poll: float = 1.0, inline: bool = False) -> RunResult:
+        poll: float = 1.0, inline: bool = False, others: bool = False,
+        on_others: Callable[[int], None] | None = None) -> RunResult:
     """Queue the jobs (see ``queue_jobs``), then run them here or hand them to RQ. Runs on
     a schema at head, or at the backfill's own revision or later (a release gate may need
-    it before the schema can move on)."""
+    it before the schema can move on).
+
+    With ``others`` (inline), it then also waits for the jobs that other workers run (a
+    replica upgrading at the same time), taking over any whose worker dies, until every
+    job has ended; ``on_others(count)`` hears once that it waits for them."""
     ensure_at_head(settings, at_least=backfill(name).since)
     rq = bool(settings.redis_url) and not inline
     if rq:  # before any job is marked QUEUED: an unreachable Redis changes nothing
@@ -63,16 +71,18 @@ def run(settings: Settings, name: str, *, dataset_id: str | None = None,
             queued = queue_jobs(connection, name, dataset_id=dataset_id, limit=limit,
                                 force=force, stale_seconds=settings.backfill_stale_seconds)
         result = RunResult("rq" if rq else "inline", queued)
-        if not queued.queued:
-            return result
-        pool = start(settings, db, queued.queued, batch_size, rq=rq)
-        if pool is None and not wait:
-            return result
-        try:
-            result.final = _wait(db, queued.queued, on_progress, poll)
-        finally:
-            if pool:
-                pool.shutdown(wait=True)
+        if queued.queued:
+            pool = start(settings, db, queued.queued, batch_size, rq=rq)
+            if pool is None and not wait:
+                return result
+            try:
+                result.final = _wait(db, queued.queued, on_progress, poll)
+            finally:
+                if pool:
+                    pool.shutdown(wait=True)
+        if others and not rq:
+            result.final.update(_finish_others(settings, db, name, dataset_id, batch_size,
+                                               on_progress, on_others, poll))
         return result
     finally:
         db.dispose()
@@ -115,6 +125,33 @@ def check_redis(url: str) -> None:
     except (RedisError, ValueError) as exc:
         reason = scrub(str(exc), [url_password(url) or ""])
         raise RedisUnreachableError(f"cannot reach Redis at {mask_url(url)}: {reason}") from None
+
+
+def _finish_others(settings: Settings, db, name: str, dataset_id: str | None,  # noqa: ANN001
+                   batch_size: int, on_progress, on_others, poll: float) -> dict[str, str]:
+    """Wait until no job of backfill ``name`` is QUEUED or RUNNING; run here, one at a
+    time, any that no live worker holds. Returns every job's final status."""
+    told = False
+    while True:
+        with db.begin() as connection:
+            free = unattended(connection, name, dataset_id=dataset_id,
+                              stale_seconds=settings.backfill_stale_seconds)
+        for job_id in free:  # the claim is atomic: another waiter may win it instead
+            run_job(db, job_id, batch_size=batch_size,
+                    stale_seconds=settings.backfill_stale_seconds,
+                    batch_seconds=settings.backfill_batch_seconds)
+        with db.connect() as connection:
+            rows = jobs(connection, name=name, dataset_id=dataset_id)
+        busy = [r for r in rows if r["status"] in (QUEUED, RUNNING)]
+        if not busy:
+            return {str(r["id"]): r["status"] for r in rows}
+        if not told and on_others:
+            on_others(len(busy))
+            told = True
+        if on_progress:
+            on_progress(rows)
+        if not free:
+            time.sleep(poll)
 
 
 def enqueue(url: str, job_ids: list[uuid.UUID], batch_size: int) -> None:

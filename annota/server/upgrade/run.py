@@ -29,6 +29,7 @@ class UpgradeReporter:
     def part_finished(self, part: str, seconds: float, summary: str) -> None: ...
     def gate_reached(self, error: ReleaseGateError) -> None: ...
     def backfill_progress(self, name: str, rows: list[dict]) -> None: ...
+    def waiting_for_others(self, name: str, jobs: int) -> None: ...
 
 
 @dataclass
@@ -163,8 +164,11 @@ def _run_backfill(settings: Settings, name: str, result: UpgradeResult,
 
     # in this process even when ANNOTA_REDIS_URL is set: an upgrade must not wait for
     # workers that may themselves wait for the schema it is moving
-    run = runner.run(settings, name, inline=True,
-                     on_progress=lambda rows: reporter.backfill_progress(name, rows))
+    # and it waits for the jobs another replica runs (taking over any whose worker died):
+    # the gate, and the upgrade, are done only when every job is
+    run = runner.run(settings, name, inline=True, others=True,
+                     on_progress=lambda rows: reporter.backfill_progress(name, rows),
+                     on_others=lambda count: reporter.waiting_for_others(name, count))
     result.backfills[name] = run.to_dict()
     if run.final and not run.ok:
         bad = {s for s in run.final.values() if s != "COMPLETED"}
