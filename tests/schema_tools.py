@@ -59,6 +59,8 @@ def _value(column: sa.Column, table: str, generation: int, i: int) -> Any:
         return {"generation": generation, "row": i, "table": table}
     if isinstance(kind, sa.DateTime):
         return datetime(2024, 1, 1) + timedelta(days=generation, minutes=i)
+    if isinstance(kind, sa.Uuid):  # PostgreSQL's uuid (SQLite reflects text)
+        return uuid.uuid5(uuid.NAMESPACE_URL, f"{table}.{column.name}-{generation}-{i}")
     return f"{table}.{column.name}-{generation}-{i}"
 
 

@@ -84,7 +84,11 @@ def test_upgrade_from_1_0_with_data_at_every_release(annota, settings):
     dry = annota.run("server", "upgrade", "--dry-run", "--json", *NO_SEARCH)
     assert dry.returncode == 0, dry.stderr
     plan = json.loads(dry.stdout)["plan"]
-    assert [r["release"] for r in plan["revisions"]] == ["2.3", "2.3"]
+    hist = history()
+    assert [r["release"] for r in plan["revisions"]] == [
+        r.release for r in hist.revisions
+        if hist.position(r.revision) > hist.position(hist.resolve(RELEASES[-1]))]
+    assert [r["release"] for r in plan["revisions"]][:2] == ["2.3", "2.3"]  # the gates
     assert [g["revision"] for g in plan["gates"]] == [R_DROP_INDEX, R_STATUS_CONTRACT]
     # every dataset written before 2.1 still owes both backfills, with its record count
     owed = {(b["name"], b["dataset"]): b["records"] for b in plan["backfills"]}
@@ -230,7 +234,7 @@ def test_a_gate_refuses_then_passes_once_its_backfill_is_done(annota, settings):
     assert ran.returncode == 0, ran.stderr
     passed = annota.run("server", "database", "migrate")
     assert passed.returncode == 0, passed.stderr
-    assert migrations.status(settings).current == R_STATUS_CONTRACT
+    assert migrations.status(settings).current == history().head.revision
     assert read(settings, record_status) == read(settings, expected_status)
 
 
@@ -239,7 +243,7 @@ def test_force_crosses_a_gate_and_says_so(annota, settings):
     forced = annota.run("server", "database", "migrate", "--force")
     assert forced.returncode == 0, forced.stderr
     assert f"Crossing the release gate at {R_STATUS_CONTRACT}" in forced.stdout
-    assert migrations.status(settings).current == R_STATUS_CONTRACT
+    assert migrations.status(settings).current == history().head.revision
 
 
 def test_an_async_gate_waits_for_its_index_then_upgrade_builds_it(annota, settings):

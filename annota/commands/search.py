@@ -175,8 +175,10 @@ def reindex(dataset_ids: tuple[str, ...], feedback_ids: tuple[str, ...], batch_s
     elif not summary.results:
         click.echo("No datasets: nothing to reindex.")
     else:
-        echo_table(["DATASET", "NAME", "RECORDS", "SECONDS", "REJECTED", "RESULT"], [
+        echo_table(["DATASET", "NAME", "RECORDS", "SECONDS", "WRITERS PAUSED", "REJECTED",
+                    "RESULT"], [
             [r.plan.dataset_id, r.plan.name, str(r.indexed), f"{r.seconds:.1f}",
+             "-" if r.paused is None else f"{r.paused * 1000:.0f} ms",
              str(r.rejected), "switched" if r.swapped else "not switched"]
             for r in summary.results
         ], indent="")

@@ -129,3 +129,14 @@ def record_version_batches(db: sa.Engine, dataset_id: uuid.UUID,
     of a record (or of the responses, suggestions and vectors it brings) moves."""
     for rows in _pages(db, dataset_id, batch_size, source=False):
         yield from ((i, version) for i, version in rows)
+
+
+def record_versions(connection: sa.Connection, dataset_id: uuid.UUID,
+                    ids: list[uuid.UUID]) -> dict[str, str]:
+    """{id: version} of the given records that exist (in the dataset)."""
+    found: dict[str, str] = {}
+    for start in range(0, len(ids), 1000):
+        found.update((i, v) for i, v in _select(
+            connection, "r.dataset_id = :dataset AND r.id IN :ids", source=False,
+            dataset=dataset_id, ids=list(ids[start:start + 1000])))
+    return found

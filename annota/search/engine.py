@@ -195,6 +195,18 @@ class SearchEngine(ABC):
     def alias_indices(self, alias: str) -> list[str]:
         return [name for name, aliases in self.indices(f"{alias}*").items() if alias in aliases]
 
+    def versions_of(self, index: str, ids: list[str]) -> dict[str, str | None]:
+        """{id: version} of the documents of ``index`` among ``ids`` (those it has)."""
+        found: dict[str, str | None] = {}
+        for start in range(0, len(ids), 10000):
+            chunk = ids[start:start + 10000]
+            hits = self.search(index, {"ids": {"values": chunk}}, size=len(chunk),
+                               sort=[{"id": "asc"}], source=False,
+                               docvalues=["updated_at.exact"])  # the sort carries the id
+            found.update((h["sort"][0], (h.get("fields", {}).get("updated_at.exact")
+                                         or [None])[0]) for h in hits)
+        return found
+
     def iter_versions(self, index: str, page: int = 10000) -> Iterator[tuple[str, str | None]]:
         """Every document of ``index`` as (id, its ``updated_at``: the record's version),
         by search_after on the ``id`` keyword, from doc values only (no ``_source``)."""

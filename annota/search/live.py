@@ -15,6 +15,7 @@ from annota.search.engine import SearchEngine, alias_name, new_index_name
 from annota.search.lease import ReindexLease
 from annota.search.mapping import DatasetSchema, dataset_mapping, index_meta, load_schema
 from annota.server.db import dialect_of
+from annota.server.domain import index_changes
 
 FIRST_INDEX_WAIT = 60.0  # seconds a first import waits for a reindex of the same dataset
 
@@ -78,6 +79,7 @@ def imported_and_indexed(db: sa.Engine, engine: SearchEngine, dataset_id: Any,
             # a reindex's final check and swap wait for this transaction, and it for them
             dialect_of(connection).join_writes(connection, dataset_id)
             ids = write(connection)
+            index_changes.note(connection, uuid.UUID(str(dataset_id)), ids)
             indexed = index_records(engine, connection, dataset_id, ids)
             transaction.commit()
         except BaseException as exc:
@@ -105,6 +107,8 @@ def deleted_and_unindexed(db: sa.Engine, engine: SearchEngine, dataset_id: Any,
         dialect_of(connection).join_writes(connection, dataset_id)
         deleted = connection.execute(sa.delete(records).where(
             records.c.dataset_id == dataset_id, records.c.id.in_(record_ids))).rowcount
+        if deleted:
+            index_changes.note(connection, uuid.UUID(str(dataset_id)), record_ids)
         if deleted and engine.alias_indices(alias):
             gone = remove(engine, alias, [str(i) for i in record_ids])
             if gone.rejected:

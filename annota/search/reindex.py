@@ -33,15 +33,19 @@ from annota.search.documents import (
     document_batches,
     documents_for,
     record_version_batches,
+    record_versions,
 )
 from annota.search.engine import SearchEngine, alias_name, new_index_name
 from annota.search.lease import ReindexLease
 from annota.search.mapping import DatasetSchema, dataset_mapping, index_meta, load_schema
-from annota.server.db import dialect_of, open_database, read_only
+from annota.server.db import dialect_of, open_database, read_only, writable
+from annota.server.domain import index_changes
 from annota.server.domain import models as m
 from annota.server.schema.migrate import ensure_at_head
 
 WRITERS_WAIT = 60.0  # seconds the final check waits for the dataset's writers to pause
+CATCH_UP_ROUNDS = 5  # catch-ups with the writers' changes before the pause, at most
+CAUGHT_UP = 100  # changes few enough to check with the writers paused
 
 
 @dataclass
@@ -67,6 +71,7 @@ class DatasetResult:
     rejected: int = 0
     retried: int = 0  # documents sent again after the engine answered 429
     seconds: float = 0.0
+    paused: float | None = None  # seconds the dataset's writers were paused for the swap
     swapped: bool = False
     error: str | None = None
 
@@ -74,7 +79,9 @@ class DatasetResult:
         return {**self.plan.to_dict(), "index": self.index, "indexed": self.indexed,
                 "caught_up": self.caught_up, "rejected": self.rejected,
                 "retried": self.retried,
-                "seconds": round(self.seconds, 3), "swapped": self.swapped, "error": self.error}
+                "seconds": round(self.seconds, 3),
+                "writers_paused_seconds": None if self.paused is None else round(self.paused, 4),
+                "swapped": self.swapped, "error": self.error}
 
 
 @dataclass
@@ -271,6 +278,7 @@ class _DatasetReindex:
                  report: RejectReport, reporter: ReindexReporter,
                  lease: ReindexLease, senders: int = 2) -> None:
         self.db, self.engine, self.plan, self.lease = db, engine, plan, lease
+        self.writer = writable(db)  # for the index_changes rows it clears and forgets
         self.senders = senders
         self.batch_size, self.report, self.reporter = batch_size, report, reporter
         with db.connect() as connection:
@@ -283,31 +291,87 @@ class _DatasetReindex:
 
     # -- the two modes ------------------------------------------------------------------
     def rebuild(self) -> DatasetResult:
-        """Build, repair to the database, then, with the dataset's writers paused, check
-        by identity once more and swap. Writes made at any time reach the new index: those
-        before the pause by the repairs, those after it through the alias."""
+        """Build; prove the new index equal to the whole dataset while writers go on; catch
+        up with what they changed since; then, with the dataset's writers paused, check
+        and repair only what they changed since the last catch-up, and swap. The pause
+        lasts as long as a few changed records take, whatever the dataset's size. Writes
+        made at any time reach the new index: those before the pause by the proof and the
+        catch-ups, those after it through the alias."""
         started = time.perf_counter()
-        before = self._signature()
         self._build(aliases=[])
         swapped = False
-        # the gap writers left, narrowed while they still write (skipped when the dataset
-        # looks unchanged: a hint only, the check under the pause below is the proof)
-        if self._signature() == before or self._reconciled(3, settle=False):
+        # from here on, every write that commits is noted in index_changes
+        with self.writer.begin() as connection:
+            index_changes.clear(connection, self.schema.id)
+        if self._reconciled(rounds=2, settle=False):  # the whole-dataset proof
+            for _ in range(CATCH_UP_ROUNDS):  # narrow the rest while writers still write
+                if self._caught_up() <= CAUGHT_UP:
+                    break
             try:
+                paused = time.perf_counter()
                 with dialect_of(self.db).writes_paused(self.db, self.schema.id, WRITERS_WAIT):
-                    # writers are paused: one repair, then the index must equal the db
-                    if self._reconciled(rounds=2) and self._still_leased():
+                    # writers are paused: the changes left must now be in the index
+                    if self._changes_indexed() and self._still_leased():
                         current = self._swap()
                         swapped = True
+                self.result.paused = time.perf_counter() - paused
+                self.reporter.note(f"{self.plan.name}: writers paused for "
+                                   f"{self.result.paused * 1000:.0f} ms")
             except ReindexError as exc:  # writers never paused: try again later
                 self.result.error = str(exc)
             if swapped:
+                with self.writer.begin() as connection:  # writes go through the alias now
+                    index_changes.clear(connection, self.schema.id)
                 for old in current:
                     if old != self.plan.alias:
                         self.engine.delete_index(old)
         self.result.seconds = time.perf_counter() - started
         self.reporter.dataset_finished(self.result)
         return self.result
+
+    def _caught_up(self) -> int:
+        """Index the records changed since the proof (or the last catch-up) as the database
+        has them now, and forget those changes; how many there were."""
+        with self.db.connect() as connection:
+            changes = index_changes.pending(connection, self.schema.id)
+        if changes:
+            self._sync([r for r, _ in changes])
+            with self.writer.begin() as connection:
+                index_changes.forget(connection, self.schema.id, changes)
+        return len(changes)
+
+    def _changes_indexed(self) -> bool:
+        """Under the writers' pause: the records changed since the last catch-up, indexed,
+        then checked by identity (each at its version, or gone with its record)."""
+        with self.db.connect() as connection:
+            ids = [r for r, _ in index_changes.pending(connection, self.schema.id)]
+        if not ids:
+            return True
+        self._sync(ids)
+        self.engine.refresh(self.index)
+        with self.db.connect() as connection:
+            ours = record_versions(connection, self.schema.id, ids)
+        theirs = self.engine.versions_of(self.index, [str(i) for i in ids])
+        if ours == theirs and not self._rejected:
+            return True
+        self.result.error = (
+            f"{len(self._rejected)} documents rejected (see the report); " if self._rejected
+            else f"{sum(ours.get(k) != theirs.get(k) for k in {*ours, *theirs})} changed "
+                 "records differ from their documents after a repair; "
+        ) + f"alias not switched, {self.index} left for inspection"
+        return False
+
+    def _sync(self, ids: list[uuid.UUID]) -> None:
+        """The documents of these records as the database has them now; the documents of
+        those it no longer has, removed."""
+        for start in range(0, len(ids), self.batch_size):
+            chunk = ids[start:start + self.batch_size]
+            with self.db.connect() as connection:
+                docs = documents_for(connection, self.schema, chunk)
+            if docs:
+                self.result.caught_up += self._send(docs)
+            have = {d.id for d in docs}
+            remove(self.engine, self.index, [str(i) for i in chunk if str(i) not in have])
 
     def in_place(self) -> DatasetResult:
         """The old behaviour: delete, then refill under the alias (search is down meanwhile)."""
@@ -425,15 +489,6 @@ class _DatasetReindex:
                                  f"repairs; alias not switched ({self.index} left for "
                                  "inspection)")
         return False
-
-    def _signature(self) -> tuple:
-        """The dataset's record count and latest version: equal before and after a build
-        when, most likely, nobody wrote meanwhile."""
-        records = m.Record.__table__
-        with self.db.connect() as connection:
-            return tuple(connection.execute(
-                sa.select(sa.func.count(), sa.func.max(records.c.updated_at))
-                .where(records.c.dataset_id == self.schema.id)).one())
 
     def _differences(self) -> tuple[list[str], list[str]]:
         stale, extra = identity_differences(self.db, self.engine, self.index, self.schema.id)

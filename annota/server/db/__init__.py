@@ -9,7 +9,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from annota.server.db.connections import connect, first_line
-from annota.server.db.dialects import Dialect, dialect_for, dialect_named, dialect_of, read_only
+from annota.server.db.dialects import (
+    Dialect,
+    dialect_for,
+    dialect_named,
+    dialect_of,
+    read_only,
+    writable,
+)
 from annota.server.db.state import VERSION_TABLE, DatabaseState, state_on
 from annota.urls import DatabaseURL
 
@@ -18,7 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = ["VERSION_TABLE", "DatabaseState", "Dialect", "connect", "dialect_for",
            "dialect_named", "dialect_of", "first_line", "open_database", "read_only",
-           "read_state", "state_on"]
+           "read_state", "state_on", "writable"]
 
 
 def open_database(url: DatabaseURL, *, foreign_keys: bool = True) -> Engine:

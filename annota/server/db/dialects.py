@@ -144,6 +144,17 @@ class Dialect(ABC):
     def join_writes(self, connection: Connection, dataset_id: object) -> None:  # noqa: B027
         """Called first in a transaction that writes the dataset's indexed data."""
 
+    @abstractmethod
+    def _insert(self, table: Any) -> Any:
+        """This database's INSERT construct (the one with ON CONFLICT)."""
+
+    def upsert(self, table: Any, keys: list[str], update: list[str]) -> Any:
+        """INSERT into ``table``; a row whose ``keys`` exist has its ``update`` columns
+        set from the new one (``ON CONFLICT ... DO UPDATE``, on both databases)."""
+        insert = self._insert(table)
+        return insert.on_conflict_do_update(
+            index_elements=keys, set_={c: insert.excluded[c] for c in update})
+
 
 class SQLiteDialect(Dialect):
     name = "sqlite"
@@ -282,6 +293,11 @@ class SQLiteDialect(Dialect):
         with connection.begin():
             yield connection
 
+    def _insert(self, table: Any) -> Any:
+        from sqlalchemy.dialects.sqlite import insert
+
+        return insert(table)
+
     @contextmanager
     def writes_paused(self, database: Engine, dataset_id: object,
                       timeout: float) -> Iterator[None]:
@@ -390,6 +406,11 @@ class PostgreSQLDialect(Dialect):
                 timed_out=lambda what: _writers_busy(dataset_id, f"waited for {what}")):
             yield
 
+    def _insert(self, table: Any) -> Any:
+        from sqlalchemy.dialects.postgresql import insert
+
+        return insert(table)
+
     def join_writes(self, connection: Connection, dataset_id: object) -> None:
         import sqlalchemy as sa
 
@@ -427,6 +448,11 @@ READ_ONLY = "annota_read_only"
 def _writers_busy(dataset_id: object, why: str) -> ReindexError:
     return ReindexError(f"the writers of dataset {dataset_id} kept it busy ({why}); "
                         "alias not switched: run the reindex again")
+
+
+def writable(database: Engine) -> Engine:
+    """The same database for transactions that write, from a ``read_only`` one."""
+    return database.execution_options(**{READ_ONLY: False})
 
 
 def read_only(database: Engine) -> Engine:

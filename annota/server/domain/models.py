@@ -290,3 +290,15 @@ class RevisionChecksum(Base):
     revision: Mapped[str] = mapped_column(sa.String, primary_key=True)
     checksum: Mapped[str] = mapped_column(sa.String)
     applied_at: Mapped[datetime] = mapped_column()
+
+
+class IndexChange(Base):
+    """A record a writer changed (or deleted) since the dataset's reindex cleared its rows;
+    ``token`` is new at each write (see ``domain/index_changes.py``). Operational."""
+
+    __tablename__ = "index_changes"
+
+    dataset_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True)
+    record_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    token: Mapped[uuid.UUID] = mapped_column()
