@@ -2,6 +2,7 @@
 
     python benchmarks/reindex.py [--records 100000] [--senders 1,2,4] [--memory-check]
                                  [--pinned]
+    python benchmarks/reindex.py --pause 100000,1000000 [--pause-runs 5] [--senders 2]
 
 Seeds N records (responses, a suggestion, metadata and a vector each) into a fresh
 SQLite database (or ANNOTA_DATABASE_URL), then measures in separate processes:
@@ -24,6 +25,11 @@ of both cores during a bulk load, so in the shared layout every CPU-second annot
 reading the database is taken from the engine; the pinned layout shows what annota costs
 when it does not compete for the engine's CPU. Pinning needs the right to set the engine's
 CPU affinity (root, or the engine's own user).
+
+With --pause it measures instead how long a reindex pauses the dataset's writers, at each
+size given: reindexes one after another while a client imports batches of 5,000-10,000
+records (the API's path), printing each pause and their p50 and max (target: well under a
+second, and not growing with N), and what the client saw (slowest import, refusals).
 """
 
 from __future__ import annotations
@@ -111,7 +117,8 @@ def child_reindex(dataset: str, batch_size: int, senders: int) -> dict:
     seconds = time.perf_counter() - started
     (result,) = summary.results
     assert result.swapped and not result.rejected, result.to_dict()
-    return {"seconds": seconds, "records": result.indexed}
+    return {"seconds": seconds, "records": result.indexed, "paused": result.paused,
+            "checked_while_paused": result.paused_changes}
 
 
 def child_raw(dataset: str, batch_size: int, senders: int) -> dict:
@@ -164,6 +171,76 @@ def run_child(kind: str, dataset: str, batch_size: int, senders: int,
     return json.loads(out.strip().splitlines()[-1])
 
 
+def record_batch(start: int, size: int, users: list[uuid.UUID]) -> list[dict]:
+    rng = random.Random(start)
+    return [{"fields": {"text": f"imported {i}: the product was {LABELS[i % 3]}"},
+             "metadata": {"source": "app", "length": i % 500}, "external_id": f"live-{i}",
+             "responses": [{"user_id": u, "status": "submitted",
+                            "values": {"sentiment": {"value": LABELS[(i + k) % 3]},
+                                       "quality": {"value": 1 + (i + k) % 5}}}
+                           for k, u in enumerate(users)],
+             "vectors": {"embedding": [rng.uniform(-1, 1) for _ in range(DIMENSIONS)]}}
+            for i in range(start, start + size)]
+
+
+def pauses_under_writes(dataset: str, runs: int, batch_size: int, senders: int) -> None:
+    """``runs`` reindexes (each its own process) while a client imports batches of
+    5,000-10,000 records through the API's all-or-nothing path, one after another with a
+    second between them: each reindex's writers' pause, and what the client saw."""
+    import threading
+
+    import sqlalchemy as sa
+
+    from annota.search import connect
+    from annota.search.live import imported_and_indexed
+    from annota.server.db import open_database
+    from annota.server.domain import datasets
+    from annota.server.domain import models as m
+
+    settings = settings_from_env()
+    db = open_database(settings.database_url)
+    engine = connect(settings.search)
+    with db.connect() as connection:
+        users = list(connection.execute(sa.select(m.User.id).where(
+            m.User.username.like("bench-%"))).scalars())[:2]
+    stop, latencies, failures = threading.Event(), [], []
+
+    def client() -> None:
+        rng, n = random.Random(7), 10_000_000
+        while not stop.wait(1.0):
+            size = rng.randint(5000, 10000)
+            batch = record_batch(n, size, users)
+            started = time.perf_counter()
+            try:
+                imported_and_indexed(db, engine, uuid.UUID(dataset),
+                                     lambda c, b=batch: datasets.import_records(
+                                         c, uuid.UUID(dataset), b))
+                latencies.append(time.perf_counter() - started)
+            except Exception as exc:  # noqa: BLE001 - counted and shown
+                failures.append(f"{type(exc).__name__}: {exc}"[:200])
+            n += size
+
+    writer = threading.Thread(target=client, daemon=True)
+    writer.start()
+    pauses = []
+    try:
+        for _ in range(runs):
+            result = run_child("reindex", dataset, batch_size, senders)
+            pauses.append(result)
+            print(f"  reindex {result['records']:,} records in {result['seconds']:.1f}s: "
+                  f"writers paused {result['paused'] * 1000:.0f} ms, "
+                  f"{result['checked_while_paused']} changed records checked in the pause")
+    finally:
+        stop.set()
+        writer.join(timeout=300)
+        db.dispose()
+    ms = sorted(p["paused"] * 1000 for p in pauses)
+    print(f"writers' pause over {runs} reindexes: p50 {ms[len(ms) // 2]:.0f} ms, max "
+          f"{ms[-1]:.0f} ms; {len(latencies)} imports of 5,000-10,000 records meanwhile, "
+          f"slowest {max(latencies, default=0):.1f}s; {len(failures)} refused"
+          + (f" ({failures[0]})" if failures else ""))
+
+
 def engine_pids(url: str) -> list[int]:
     """The processes listening on the engine's port (``ss`` from iproute2)."""
     port = url.rstrip("/").rsplit(":", 1)[-1]
@@ -210,6 +287,12 @@ def main() -> None:
     parser.add_argument("--memory-check", action="store_true", help="also seed 4N records")
     parser.add_argument("--pinned", action="store_true",
                         help="also compare with the engine on CPU 0 and the loaders on the rest")
+    parser.add_argument("--pause", default="",
+                        help="record counts (comma-separated, e.g. 100000,1000000) at which to "
+                             "measure the writers' pause of reindexes under imports, and skip "
+                             "the throughput comparison")
+    parser.add_argument("--pause-runs", type=int, default=5,
+                        help="reindexes per record count for the pause's p50 and max")
     parser.add_argument("--child", choices=["reindex", "raw"], help=argparse.SUPPRESS)
     parser.add_argument("--dataset", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -228,6 +311,15 @@ def main() -> None:
     print(f"engine {settings.search.engine} at {settings.search.masked_url}, "
           f"database {settings.database_url.masked}, batch size {args.batch_size}")
     counts = [int(n) for n in args.senders.split(",")]
+    if args.pause:
+        for n in (int(x) for x in args.pause.split(",")):
+            started = time.perf_counter()
+            dataset = seed(n)
+            print(f"seeded {n:,} records in {time.perf_counter() - started:.0f}s; "
+                  f"{args.pause_runs} reindexes under imports:")
+            pauses_under_writes(dataset, args.pause_runs, args.batch_size, counts[-1])
+        cleanup(settings)
+        return
     started = time.perf_counter()
     dataset = seed(args.records)
     print(f"seeded {args.records} records in {time.perf_counter() - started:.0f}s")
@@ -252,6 +344,10 @@ def main() -> None:
         print(f"peak RSS at N: {small['peak_rss_mib']:.0f} MiB, at 4N: "
               f"{big['peak_rss_mib']:.0f} MiB, ratio "
               f"{big['peak_rss_mib'] / small['peak_rss_mib']:.2f} (target: flat, ~1.0)")
+    cleanup(settings)
+
+
+def cleanup(settings) -> None:  # noqa: ANN001
     from annota.search import connect
     from annota.search.engine import index_pattern
 

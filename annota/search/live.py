@@ -71,16 +71,17 @@ def imported_and_indexed(db: sa.Engine, engine: SearchEngine, dataset_id: Any,
     search-engine reindex --dataset-id ID` rebuilds the index from the database.
     """
     with db.connect() as connection:
-        ensure_index(engine, load_schema(connection, dataset_id))
+        alias = ensure_index(engine, load_schema(connection, dataset_id))
     with db.connect() as connection:
         transaction = connection.begin()
         ids: list[uuid.UUID] = []
         try:
-            # a reindex's final check and swap wait for this transaction, and it for them
-            dialect_of(connection).join_writes(connection, dataset_id)
+            sent_to = engine.alias_indices(alias)
             ids = write(connection)
             index_changes.note(connection, uuid.UUID(str(dataset_id)), ids)
             indexed = index_records(engine, connection, dataset_id, ids)
+            if _joined_moved(connection, engine, dataset_id, alias, sent_to):
+                index_records(engine, connection, dataset_id, ids)
             transaction.commit()
         except BaseException as exc:
             if transaction.is_active:
@@ -104,18 +105,33 @@ def deleted_and_unindexed(db: sa.Engine, engine: SearchEngine, dataset_id: Any,
     records = m.Record.__table__
     alias = alias_name(engine.prefix, dataset_id)
     with db.connect() as connection, connection.begin():
-        dialect_of(connection).join_writes(connection, dataset_id)
+        sent_to = engine.alias_indices(alias)
         deleted = connection.execute(sa.delete(records).where(
             records.c.dataset_id == dataset_id, records.c.id.in_(record_ids))).rowcount
         if deleted:
             index_changes.note(connection, uuid.UUID(str(dataset_id)), record_ids)
-        if deleted and engine.alias_indices(alias):
-            gone = remove(engine, alias, [str(i) for i in record_ids])
-            if gone.rejected:
-                raise SearchEngineError(f"{len(gone.rejected)} documents were not deleted: "
-                                        f"{gone.rejected[0][2]}; nothing was deleted")
-            engine.refresh(alias)
+        for _ in range(2):  # once, and again if a reindex switched the alias meanwhile
+            if deleted and sent_to:
+                gone = remove(engine, alias, [str(i) for i in record_ids])
+                if gone.rejected:
+                    raise SearchEngineError(f"{len(gone.rejected)} documents were not "
+                                            f"deleted: {gone.rejected[0][2]}; nothing was "
+                                            "deleted")
+                engine.refresh(alias)
+            if not _joined_moved(connection, engine, dataset_id, alias, sent_to):
+                break
+            sent_to = engine.alias_indices(alias)
     return deleted
+
+
+def _joined_moved(connection: sa.Connection, engine: SearchEngine, dataset_id: Any,
+                  alias: str, sent_to: list[str]) -> bool:
+    """Just before a writer commits: join the dataset's writes, so that a reindex's final
+    check and swap wait for this commit, and it for them (the writer held nothing while it
+    wrote and indexed: a reindex pauses its writers only for that check); True when the
+    alias points elsewhere than when the documents were sent, so they must go again."""
+    dialect_of(connection).join_writes(connection, dataset_id)
+    return engine.alias_indices(alias) != sent_to
 
 
 def _restore(db: sa.Engine, engine: SearchEngine, dataset_id: Any,

@@ -72,6 +72,7 @@ class DatasetResult:
     retried: int = 0  # documents sent again after the engine answered 429
     seconds: float = 0.0
     paused: float | None = None  # seconds the dataset's writers were paused for the swap
+    paused_changes: int = 0  # records changed since the last catch-up, checked in the pause
     swapped: bool = False
     error: str | None = None
 
@@ -81,6 +82,7 @@ class DatasetResult:
                 "retried": self.retried,
                 "seconds": round(self.seconds, 3),
                 "writers_paused_seconds": None if self.paused is None else round(self.paused, 4),
+                "checked_while_paused": self.paused_changes,
                 "swapped": self.swapped, "error": self.error}
 
 
@@ -345,6 +347,7 @@ class _DatasetReindex:
         then checked by identity (each at its version, or gone with its record)."""
         with self.db.connect() as connection:
             ids = [r for r, _ in index_changes.pending(connection, self.schema.id)]
+        self.result.paused_changes = len(ids)
         if not ids:
             return True
         self._sync(ids)

@@ -142,7 +142,9 @@ class Dialect(ABC):
         return False
 
     def join_writes(self, connection: Connection, dataset_id: object) -> None:  # noqa: B027
-        """Called first in a transaction that writes the dataset's indexed data."""
+        """Called in a transaction that wrote the dataset's indexed data, just before it
+        commits: a reindex's final check and swap (``writes_paused``) wait for it, and it
+        for them."""
 
     @abstractmethod
     def _insert(self, table: Any) -> Any:
