@@ -51,12 +51,23 @@ def index_records(engine: SearchEngine, connection: sa.Connection, dataset_id: A
     for start in range(0, len(record_ids), 500):
         docs = documents_for(connection, schema, record_ids[start:start + 500])
         sent = send(engine, alias, docs)  # through the alias: its write index
+        if any(_index_gone(error) for _, _, error in sent.rejected):
+            # a reindex switched the alias and deleted the index this request went to:
+            # send them again, through the alias to its new index
+            again = {doc_id for doc_id, _, error in sent.rejected if _index_gone(error)}
+            retried = send(engine, alias, [d for d in docs if d.id in again])
+            sent.done += retried.done
+            sent.rejected = [r for r in sent.rejected if r[0] not in again] + retried.rejected
         if sent.rejected:
             raise SearchEngineError(f"{len(sent.rejected)} records were not indexed: "
                                     f"{sent.rejected[0][2]}")
         indexed += sent.done
     engine.refresh(alias)
     return indexed
+
+
+def _index_gone(error: Any) -> bool:
+    return isinstance(error, dict) and error.get("type") == "index_not_found_exception"
 
 
 def imported_and_indexed(db: sa.Engine, engine: SearchEngine, dataset_id: Any,
