@@ -44,8 +44,9 @@ from annota.server.domain import models as m
 from annota.server.schema.migrate import ensure_at_head
 
 WRITERS_WAIT = 60.0  # seconds the final check waits for the dataset's writers to pause
-CATCH_UP_ROUNDS = 5  # catch-ups with the writers' changes before the pause, at most
+CATCH_UP_ROUNDS = 5  # catch-ups with the writers' changes before a pause, at most
 CAUGHT_UP = 100  # changes few enough to check with the writers paused
+PAUSES = 5  # pauses that may give way to another catch-up (the last one checks whatever)
 
 
 @dataclass
@@ -71,7 +72,8 @@ class DatasetResult:
     rejected: int = 0
     retried: int = 0  # documents sent again after the engine answered 429
     seconds: float = 0.0
-    paused: float | None = None  # seconds the dataset's writers were paused for the swap
+    paused: float | None = None  # the longest the dataset's writers were paused, seconds
+    pauses: int = 0  # how many times (a pause that found too much to check gave way)
     paused_changes: int = 0  # records changed since the last catch-up, checked in the pause
     swapped: bool = False
     error: str | None = None
@@ -82,6 +84,7 @@ class DatasetResult:
                 "retried": self.retried,
                 "seconds": round(self.seconds, 3),
                 "writers_paused_seconds": None if self.paused is None else round(self.paused, 4),
+                "writers_paused": self.pauses,
                 "checked_while_paused": self.paused_changes,
                 "swapped": self.swapped, "error": self.error}
 
@@ -281,6 +284,7 @@ class _DatasetReindex:
                  lease: ReindexLease, senders: int = 2) -> None:
         self.db, self.engine, self.plan, self.lease = db, engine, plan, lease
         self.writer = writable(db)  # for the index_changes rows it clears and forgets
+        self._replaced: list[str] = []  # the indices the alias pointed at before the swap
         self.senders = senders
         self.batch_size, self.report, self.reporter = batch_size, report, reporter
         with db.connect() as connection:
@@ -306,30 +310,52 @@ class _DatasetReindex:
         with self.writer.begin() as connection:
             index_changes.clear(connection, self.schema.id)
         if self._reconciled(rounds=2, settle=False):  # the whole-dataset proof
-            for _ in range(CATCH_UP_ROUNDS):  # narrow the rest while writers still write
-                if self._caught_up() <= CAUGHT_UP:
-                    break
             try:
-                paused = time.perf_counter()
-                with dialect_of(self.db).writes_paused(self.db, self.schema.id, WRITERS_WAIT):
-                    # writers are paused: the changes left must now be in the index
-                    if self._changes_indexed() and self._still_leased():
-                        current = self._swap()
-                        swapped = True
-                self.result.paused = time.perf_counter() - paused
-                self.reporter.note(f"{self.plan.name}: writers paused for "
-                                   f"{self.result.paused * 1000:.0f} ms")
+                for attempt in range(PAUSES):
+                    self._catch_up()
+                    swapped = self._paused_swap(last=attempt == PAUSES - 1)
+                    if swapped is not None:
+                        break
             except ReindexError as exc:  # writers never paused: try again later
                 self.result.error = str(exc)
             if swapped:
                 with self.writer.begin() as connection:  # writes go through the alias now
                     index_changes.clear(connection, self.schema.id)
-                for old in current:
+                for old in self._replaced:
                     if old != self.plan.alias:
                         self.engine.delete_index(old)
         self.result.seconds = time.perf_counter() - started
         self.reporter.dataset_finished(self.result)
         return self.result
+
+    def _catch_up(self) -> None:
+        """Catch up with the writers' changes, without pausing them, until a round finds
+        few enough to check while they wait (or enough rounds went by)."""
+        for _ in range(CATCH_UP_ROUNDS):
+            if self._caught_up() <= CAUGHT_UP:
+                return
+
+    def _paused_swap(self, *, last: bool) -> bool | None:
+        """With the dataset's writers paused: check the records they changed since the last
+        catch-up, and swap. None, at once, when a write that committed just before the
+        pause left more than a few to check (unless ``last``): the writers go on, and the
+        reindex catches up and pauses them again."""
+        started = time.perf_counter()
+        try:
+            with dialect_of(self.db).writes_paused(self.db, self.schema.id, WRITERS_WAIT):
+                with self.db.connect() as connection:
+                    ids = [r for r, _ in index_changes.pending(connection, self.schema.id)]
+                if len(ids) > CAUGHT_UP and not last:
+                    return None
+                if not (self._changes_indexed(ids) and self._still_leased()):
+                    return False
+                self._replaced = self._swap()
+                return True
+        finally:
+            paused = time.perf_counter() - started
+            self.result.pauses += 1
+            self.result.paused = max(self.result.paused or 0.0, paused)
+            self.reporter.note(f"{self.plan.name}: writers paused for {paused * 1000:.0f} ms")
 
     def _caught_up(self) -> int:
         """Index the records changed since the proof (or the last catch-up) as the database
@@ -342,11 +368,9 @@ class _DatasetReindex:
                 index_changes.forget(connection, self.schema.id, changes)
         return len(changes)
 
-    def _changes_indexed(self) -> bool:
+    def _changes_indexed(self, ids: list[uuid.UUID]) -> bool:
         """Under the writers' pause: the records changed since the last catch-up, indexed,
         then checked by identity (each at its version, or gone with its record)."""
-        with self.db.connect() as connection:
-            ids = [r for r, _ in index_changes.pending(connection, self.schema.id)]
         self.result.paused_changes = len(ids)
         if not ids:
             return True
