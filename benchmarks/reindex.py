@@ -77,7 +77,8 @@ def seed(n: int) -> str:
         for k in range(2):
             users.append(uuid.uuid4())
             connection.execute(sa.insert(m.User.__table__), {
-                "id": users[-1], "first_name": "a", "username": f"bench-{n}-{k}",
+                "id": users[-1], "first_name": "a",
+                "username": f"bench-{n}-{k}-{uuid.uuid4().hex[:8]}",
                 "role": "annotator", "api_key": uuid.uuid4().hex, "password_hash": "-",
                 "inserted_at": m.utcnow(), "updated_at": m.utcnow()})
         workspace = datasets.create_workspace(connection, f"bench-{n}-{uuid.uuid4().hex[:6]}")
@@ -183,10 +184,11 @@ def record_batch(start: int, size: int, users: list[uuid.UUID]) -> list[dict]:
             for i in range(start, start + size)]
 
 
-def pauses_under_writes(dataset: str, runs: int, batch_size: int, senders: int) -> None:
+def pauses_under_writes(dataset: str, runs: int, batch_size: int, senders: int,
+                        gap: float) -> None:
     """``runs`` reindexes (each its own process) while a client imports batches of
-    5,000-10,000 records through the API's all-or-nothing path, one after another with a
-    second between them: each reindex's writers' pause, and what the client saw."""
+    5,000-10,000 records through the API's all-or-nothing path, ``gap`` seconds apart:
+    each reindex's writers' pause, and what the client saw."""
     import threading
 
     import sqlalchemy as sa
@@ -207,7 +209,7 @@ def pauses_under_writes(dataset: str, runs: int, batch_size: int, senders: int) 
 
     def client() -> None:
         rng, n = random.Random(7), 10_000_000
-        while not stop.wait(1.0):
+        while not stop.wait(gap):
             size = rng.randint(5000, 10000)
             batch = record_batch(n, size, users)
             started = time.perf_counter()
@@ -303,6 +305,11 @@ def main() -> None:
                              "the throughput comparison")
     parser.add_argument("--pause-runs", type=int, default=5,
                         help="reindexes per record count for the pause's p50 and max")
+    parser.add_argument("--pause-gap", type=float, default=5.0,
+                        help="seconds between the client's imports")
+    parser.add_argument("--pause-dataset",
+                        help="measure on this dataset of the database (seeded before) "
+                             "instead of seeding")
     parser.add_argument("--child", choices=["reindex", "raw"], help=argparse.SUPPRESS)
     parser.add_argument("--dataset", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -321,13 +328,15 @@ def main() -> None:
     print(f"engine {settings.search.engine} at {settings.search.masked_url}, "
           f"database {settings.database_url.masked}, batch size {args.batch_size}")
     counts = [int(n) for n in args.senders.split(",")]
-    if args.pause:
-        for n in (int(x) for x in args.pause.split(",")):
+    if args.pause or args.pause_dataset:
+        for n in [int(x) for x in args.pause.split(",") if x] or [0]:
             started = time.perf_counter()
-            dataset = seed(n)
-            print(f"seeded {n:,} records in {time.perf_counter() - started:.0f}s; "
-                  f"{args.pause_runs} reindexes under imports:")
-            pauses_under_writes(dataset, args.pause_runs, args.batch_size, counts[-1])
+            dataset = args.pause_dataset or seed(n)
+            print(f"seeded {n:,} records in {time.perf_counter() - started:.0f}s; " if n else
+                  f"dataset {dataset}; ", end="")
+            print(f"{args.pause_runs} reindexes under imports:")
+            pauses_under_writes(dataset, args.pause_runs, args.batch_size, counts[-1],
+                                args.pause_gap)
         cleanup(settings)
         return
     started = time.perf_counter()
