@@ -230,6 +230,11 @@ def pauses_under_writes(dataset: str, runs: int, batch_size: int, senders: int,
                 m.Record.dataset_id == uuid.UUID(dataset),
                 m.Record.external_id.like("live-%")))
 
+    from annota.search.live import ensure_index
+    from annota.search.mapping import load_schema
+
+    with db.connect() as connection:  # the dataset's first index, as its first import made
+        ensure_index(engine, load_schema(connection, dataset))
     writer = threading.Thread(target=client, daemon=True)
     writer.start()
     pauses = []
