@@ -203,8 +203,7 @@ class SearchEngine(ABC):
             hits = self.search(index, {"ids": {"values": chunk}}, size=len(chunk),
                                sort=[{"id": "asc"}], source=False,
                                docvalues=["updated_at.exact"])  # the sort carries the id
-            found.update((h["sort"][0], (h.get("fields", {}).get("updated_at.exact")
-                                         or [None])[0]) for h in hits)
+            found.update(_id_and_version(h) for h in hits)
         return found
 
     def iter_versions(self, index: str, page: int = 10000) -> Iterator[tuple[str, str | None]]:
@@ -215,11 +214,15 @@ class SearchEngine(ABC):
             hits = self.search(index, {"match_all": {}}, size=page, sort=[{"id": "asc"}],
                                search_after=after, source=False,
                                docvalues=["updated_at.exact"])
-            yield from ((h["sort"][0], (h.get("fields", {}).get("updated_at.exact") or [None])[0])
-                        for h in hits)
+            yield from (_id_and_version(h) for h in hits)
             if len(hits) < page:
                 return
             after = hits[-1]["sort"]
+
+
+def _id_and_version(hit: dict) -> tuple[str, str | None]:
+    """A hit sorted by ``id`` with the doc value ``updated_at.exact``: (id, version)."""
+    return hit["sort"][0], (hit.get("fields", {}).get("updated_at.exact") or [None])[0]
 
 
 def too_many_requests() -> SearchEngineOverloadedError:

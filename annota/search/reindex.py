@@ -522,12 +522,7 @@ class _DatasetReindex:
         return [i for i in stale if i not in self._rejected], extra
 
     def _repair(self, stale: list[str], extra: list[str]) -> None:
-        for start in range(0, len(stale), self.batch_size):
-            chunk = [uuid.UUID(i) for i in stale[start:start + self.batch_size]]
-            with self.db.connect() as connection:
-                docs = documents_for(connection, self.schema, chunk)
-            if docs:
-                self.result.caught_up += self._send(docs)
+        self._sync([uuid.UUID(i) for i in stale])
         remove(self.engine, self.index, extra)
 
     def _still_leased(self) -> bool:

@@ -166,7 +166,7 @@ def queue_jobs(connection: sa.Connection, name: str, *, dataset_id: str | None =
     return result
 
 
-def _fail_dead(connection: sa.Connection, jobs: list[Any]) -> int:
+def _fail_dead(connection: sa.Connection, jobs: list[Any]) -> list[uuid.UUID]:
     """Mark FAILED the RUNNING ``jobs`` whose worker is a process of this host that no
     longer exists; returns how many."""
     dead = [job for job in jobs if job.status == RUNNING and _gone(job.worker)]
@@ -174,7 +174,7 @@ def _fail_dead(connection: sa.Connection, jobs: list[Any]) -> int:
         transition(connection, sa.and_(JOBS.c.id == job.id, JOBS.c.worker == job.worker),
                    FAILED, last_error=f"its worker {job.worker} is gone (killed)",
                    finished_at=m.utcnow())
-    return len(dead)
+    return [job.id for job in dead]
 
 
 def unattended(connection: sa.Connection, name: str, *, dataset_id: str | None = None,
@@ -188,8 +188,8 @@ def unattended(connection: sa.Connection, name: str, *, dataset_id: str | None =
     if dataset_id is not None:
         query = query.where(JOBS.c.dataset_id == dataset_row(connection, dataset_id).id)
     jobs = connection.execute(query).all()
-    dead = [job.id for job in jobs if job.status == RUNNING and _gone(job.worker)]
-    if _fail_dead(connection, jobs):
+    dead = _fail_dead(connection, jobs)
+    if dead:
         transition(connection, JOBS.c.id.in_(dead), QUEUED, queued_at=m.utcnow(),
                    finished_at=None)
     stale = stale_before(stale_seconds)
