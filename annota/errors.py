@@ -201,3 +201,38 @@ class ReleaseGateError(AnnotaError):
                  jobs: list | None = None) -> None:
         super().__init__(message)
         self.revision, self.result, self.jobs = revision, result, jobs or []
+
+
+class InvalidArchiveError(AnnotaError):
+    """A file that is not an annota archive, or one that was truncated, corrupted or edited
+    (a member's SHA-256 or row count differs from its manifest)."""
+
+    exit_code = 17
+
+
+class ArchiveTooNewError(AnnotaError):
+    """An archive written at a revision (or in a format) this annota does not know."""
+
+    exit_code = 18
+
+
+class ImportConflictError(AnnotaError):
+    """``import --on-conflict fail``: a dataset of the archive exists in the database."""
+
+    exit_code = 19
+
+
+class TargetNotEmptyError(AnnotaError):
+    """``copy``: the target database holds data already."""
+
+    exit_code = 20
+
+
+class ArchiveMismatchError(AnnotaError):
+    """``verify``, ``copy``: the two sides' row counts or digests differ."""
+
+    exit_code = 21
+
+    def __init__(self, message: str, differences: list | None = None) -> None:
+        super().__init__(message)
+        self.differences = differences or []
