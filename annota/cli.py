@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from annota import __version__
+from annota.commands import archive as archive_commands
 from annota.commands import database as database_commands
 from annota.commands import jobs as job_commands
 from annota.commands import search as search_commands
@@ -87,6 +88,9 @@ server.add_command(database_commands.database)
 database_commands.database.add_command(job_commands.backfills)
 database_commands.database.add_command(job_commands.async_migrations)
 database_commands.database.add_command(user_commands.users)
+for command in (archive_commands.export_command, archive_commands.import_command,
+                archive_commands.copy_command, archive_commands.verify_command):
+    database_commands.database.add_command(command)
 server.add_command(job_commands.worker)
 server.add_command(upgrade_commands.upgrade)
 

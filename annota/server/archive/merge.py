@@ -184,8 +184,8 @@ def _identical(plan: MergePlan, target: sa.Connection, source: Source,
         for row_dataset, values in source.rows(spec):
             if row_dataset == dataset:
                 mapped = plan.remap(spec, values)
-                theirs.add(row_hash(spec.name, spec.kinds,
-                                    [encode(k, v) for k, v in zip(spec.kinds, mapped, strict=True)]))
+                encoded = [encode(k, v) for k, v in zip(spec.kinds, mapped, strict=True)]
+                theirs.add(row_hash(spec.name, spec.kinds, encoded))
     return ours.datasets.get(str(dataset), Digest()) == theirs
 
 
