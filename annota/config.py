@@ -225,6 +225,8 @@ SETTINGS: tuple[Setting, ...] = (
             "PostgreSQL: how long one statement of a revision may run"),
     Setting("ANNOTA_MIGRATION_RETRIES", _whole(0, 100), 4, "a whole number from 0 to 100",
             "times a revision that hit the lock timeout is tried again (with backoff)"),
+    Setting("ANNOTA_BACKUP_KEEP", _whole(1, 1000), 5, "a whole number from 1 to 1000",
+            "archives `upgrade` keeps under $ANNOTA_HOME/backups (the newest)"),
     Setting("ANNOTA_ALLOW_SCHEDULED_MIGRATIONS", _flag, False, "true or false",
             "`true`: `migrate` only schedules async migrations"),
     Setting("ANNOTA_SERVER_HOST", _host, "127.0.0.1", "a host name or IP address",
@@ -278,6 +280,7 @@ class Settings:
     migration_lock_timeout: float
     migration_statement_timeout: float
     migration_retries: int
+    backup_keep: int
     allow_scheduled_migrations: bool
     server_host: str
     server_port: int

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -55,6 +56,9 @@ class _UpgradePrinter(_Printer):
             for i in plan.search:
                 why = "; ".join(i.reasons) or "compared once the schema is at head"
                 self.echo(f"  {i.dataset} ({i.dataset_id}): {i.records} records; {why}")
+        if plan.backup:
+            self.echo(f"Backup before the schema step: {plan.backup}")
+            self.echo(f"  to restore it, {plan.restore}")
         for note in plan.notes:
             self.echo(f"Note: {note}")
         if plan.empty:
@@ -94,13 +98,20 @@ class _UpgradePrinter(_Printer):
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
 @click.option("--force", is_flag=True,
               help="Cross release gates with unfinished jobs instead of finishing them.")
+@click.option("--no-backup", is_flag=True,
+              help="Do not write an archive of the instance before the schema step.")
+@click.option("--backup-to", type=click.Path(file_okay=False, path_type=Path),
+              help="Directory for that archive. Default: $ANNOTA_HOME/backups.")
 @yes_option
 @json_option
 def upgrade(target: str, include: str | None, exclude: str | None, dry_run: bool,
-            force: bool, yes: bool, as_json: bool) -> None:
+            force: bool, no_backup: bool, backup_to: Path | None, yes: bool,
+            as_json: bool) -> None:
     """Upgrade everything in one go: schema, async migrations, backfills, search indices.
 
-    Prints the whole plan first, then runs it in order with progress and a summary. At
+    Prints the whole plan first, then runs it in order with progress and a summary.
+    Before the schema moves a database with data, it writes an archive of the whole
+    instance ($ANNOTA_HOME/backups, the newest ANNOTA_BACKUP_KEEP kept). At
     a release gate it finishes the gate's jobs, then moves on. Safe to run again after
     any interruption (even kill -9): it does only what is left. A downgrade asks for the
     same consent as `migrate` and moves the schema only.
@@ -112,13 +123,16 @@ def upgrade(target: str, include: str | None, exclude: str | None, dry_run: bool
       annota server upgrade --exclude search --json
     """
     from annota.server import upgrade as upgrades
+    from annota.server.archive.backup import UpgradeBackup
 
     config = settings()
+    backup = None if no_backup else UpgradeBackup(config, backup_to)
     parts = upgrades.parts_from(include, exclude)
     printer = _UpgradePrinter(err=as_json, live=sys.stderr.isatty() and not as_json)
     try:
         result = upgrades.upgrade(config, target, parts=parts, dry_run=dry_run,
-                                  confirm=_confirm(yes), force=force, reporter=printer)
+                                  confirm=_confirm(yes), force=force, reporter=printer,
+                                  backup=backup)
     finally:
         printer.search.stop()
     if as_json:

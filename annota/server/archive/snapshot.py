@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from annota.errors import NotFoundError, SchemaAheadError, SchemaNotReadyError
 from annota.server import db
 from annota.server.archive.tables import Scope, TableSpec, read_rows, reflect
-from annota.server.archive.values import Digest, encode, row_hash
+from annota.server.archive.values import Digest, encode, hashed_columns, row_hash
 from annota.server.schema.history import history
 from annota.urls import DatabaseURL
 
@@ -85,7 +85,8 @@ class Figures:
     datasets: dict[str, Digest] = field(default_factory=dict)
 
     def add(self, spec: TableSpec, dataset: uuid.UUID | None, encoded: list[Any]) -> None:
-        value = row_hash(spec.name, spec.kinds, encoded)
+        value = row_hash(spec.name, spec.kinds, encoded,
+                         hashed_columns(spec.name, spec.columns))
         self.tables[spec.name].add(value)
         if dataset is not None:
             self.datasets.setdefault(str(dataset), Digest()).add(value)

@@ -163,9 +163,23 @@ def canonical(kind: str, encoded: Any) -> Any:
     return encoded
 
 
-def row_hash(table: str, kinds: tuple[str, ...], encoded: list[Any]) -> int:
+# derived rows (agreement) are recomputed with new ids and clocks whenever a backfill runs:
+# they are compared by what they say, not by those
+DERIVED = {"record_agreements", "question_agreements"}
+_CLOCKS = {"id", "inserted_at", "updated_at"}
+
+
+def hashed_columns(table: str, columns: tuple[str, ...]) -> tuple[bool, ...]:
+    """Which columns a row's digest covers: all, but a derived row's id and clocks."""
+    return tuple(not (table in DERIVED and c in _CLOCKS) for c in columns)
+
+
+def row_hash(table: str, kinds: tuple[str, ...], encoded: list[Any],
+             covered: tuple[bool, ...] | None = None) -> int:
     """A row's SHA-256 (over its table's name and its canonical values), as an integer."""
-    line = json.dumps([table, *(canonical(k, v) for k, v in zip(kinds, encoded, strict=True))],
+    covered = covered or (True,) * len(kinds)
+    line = json.dumps([table, *(canonical(k, v) for k, v, c in zip(kinds, encoded, covered,
+                                                                    strict=True) if c)],
                       ensure_ascii=False, separators=(",", ":"))
     return int.from_bytes(hashlib.sha256(line.encode()).digest(), "big")
 

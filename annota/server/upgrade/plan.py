@@ -61,6 +61,8 @@ class UpgradePlan:
     backfills: list[BackfillWork] = field(default_factory=list)
     search: list[IndexWork] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    backup: str | None = None  # where the archive written before the schema step goes
+    restore: str | None = None  # how to restore it
 
     @property
     def end(self) -> str | None:
@@ -94,6 +96,8 @@ class UpgradePlan:
             "backfills": [b.to_dict() for b in self.backfills],
             "search": [i.to_dict() for i in self.search],
             "notes": self.notes,
+            "backup": self.backup,
+            "restore": self.restore,
         }
 
 

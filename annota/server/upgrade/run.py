@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from annota.config import Settings
-from annota.errors import BackfillsFailedError, ReindexError, ReleaseGateError
+from annota.errors import AnnotaError, BackfillsFailedError, ReindexError, ReleaseGateError
 from annota.server import db
 from annota.server.schema import async_migrations
 from annota.server.schema import migrate as migrations
@@ -32,6 +33,14 @@ class UpgradeReporter:
     def waiting_for_others(self, name: str, jobs: int) -> None: ...
 
 
+class Backup(Protocol):
+    """Written before the schema step (``annota.server.archive.backup`` is the one)."""
+
+    def planned(self) -> str: ...
+    def write(self) -> Path: ...
+    def restore_command(self, path: Path | str) -> str: ...
+
+
 @dataclass
 class UpgradeResult:
     plan: UpgradePlan
@@ -43,11 +52,13 @@ class UpgradeResult:
     reindexed: list[str] = field(default_factory=list)
     deleted_indices: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    backup: Path | None = None
 
     def to_dict(self) -> dict[str, Any]:
         hist = history()
         return {
             "dry_run": self.dry_run,
+            "backup": str(self.backup) if self.backup else None,
             "plan": self.plan.to_dict(),
             "schema": [r.to_dict(hist) for r in self.schema],
             "gates_passed": self.gates,
@@ -62,16 +73,42 @@ class UpgradeResult:
 
 def upgrade(settings: Settings, to: str = "head", *, parts: tuple[str, ...] = PARTS,
             dry_run: bool = False, confirm=None, force: bool = False,  # noqa: ANN001
-            reporter: UpgradeReporter | None = None) -> UpgradeResult:
+            reporter: UpgradeReporter | None = None,
+            backup: Backup | None = None) -> UpgradeResult:
     """Plan, then (unless ``dry_run``) run the parts in order. ``confirm(plan)`` consents
     to a downgrade, as for ``migrate``; ``force`` crosses release gates with unfinished
-    jobs instead of finishing them."""
+    jobs instead of finishing them. ``backup`` is written before a schema step that moves
+    a database with data; a failure after it names it."""
     reporter = reporter or UpgradeReporter()
     plan = plan_upgrade(settings, to, parts)
+    backing_up = (backup is not None and "schema" in plan.parts and bool(plan.schema.steps)
+                  and plan.schema.current is not None)
+    if backing_up:
+        plan.backup = backup.planned()
+        plan.restore = backup.restore_command(plan.backup)
     reporter.planned(plan)
     result = UpgradeResult(plan, dry_run)
     if dry_run or plan.empty:
         return result
+    if backing_up:
+        reporter.part_started("backup")
+        started = time.perf_counter()
+        result.backup = backup.write()
+        result.seconds["backup"] = time.perf_counter() - started
+        reporter.part_finished("backup", result.seconds["backup"], f"{result.backup}; to "
+                               f"restore it, {backup.restore_command(result.backup)}")
+    try:
+        return _run_parts(settings, plan, result, reporter, confirm=confirm, force=force)
+    except AnnotaError as exc:
+        if result.backup is not None:
+            exc.args = (f"{exc}; the backup taken before this upgrade is {result.backup} "
+                        f"(to restore it, {backup.restore_command(result.backup)})",
+                        *exc.args[1:])
+        raise
+
+
+def _run_parts(settings: Settings, plan: UpgradePlan, result: UpgradeResult,
+               reporter: UpgradeReporter, *, confirm, force: bool) -> UpgradeResult:  # noqa: ANN001
     steps = [("schema", _schema), ("async", _async), ("backfills", _backfills),
              ("search", _search)]
     skipped = {"schema": not plan.schema.steps,  # and, after a downgrade, all but schema
