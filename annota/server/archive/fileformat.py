@@ -102,6 +102,9 @@ class Archive:
     def __init__(self, path: Path, known_revision) -> None:  # noqa: ANN001 - Callable[[str], bool]
         self.path = path
         try:
+            with open(path, "rb") as f:
+                if f.read(4) != b"PK\x03\x04":  # a zip that starts here, not one inside
+                    raise self.invalid("not an annota archive (not a zip file it wrote)")
             self.zip = zipfile.ZipFile(path)
         except FileNotFoundError:
             raise InvalidArchiveError(f"{path}: no such file") from None
