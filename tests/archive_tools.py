@@ -36,9 +36,11 @@ def instances(draw: st.DrawFn) -> dict[str, list[dict[str, Any]]]:
     """Users, workspaces, datasets with fields, questions, metadata properties, vector
     settings, records, responses, suggestions and vectors: rows per table."""
     rows: dict[str, list[dict[str, Any]]] = {}
+    salt = draw(st.integers(0, 2 ** 64))  # ids differ between examples, never within one
 
     def add(table: str, **values: Any) -> uuid.UUID:
-        values.setdefault("id", uuid.UUID(int=draw(st.integers(1, 2 ** 122))))
+        values.setdefault("id", uuid.UUID(int=(salt << 32) + sum(map(len, rows.values()))
+                                          + 1))
         values.setdefault("inserted_at", draw(STAMPS))
         values.setdefault("updated_at", draw(STAMPS))
         rows.setdefault(table, []).append(values)

@@ -125,6 +125,7 @@ def import_archive(settings: Settings, path: Path, *, workspace: str | None = No
                 progress.finished()
         result.users = {"created": len(plan.new_users),
                         "matched": len(plan.users) - len(plan.new_users)}
+    _derive(settings, result, progress)
     _reindex(settings, result, reindex)
     result.seconds = time.perf_counter() - started
     return result
@@ -154,8 +155,33 @@ class _engine:
         self.database.dispose()
 
 
+def _imported(result: ImportResult) -> list[str]:
+    return [d.id for d in result.datasets if d.action in ("import", "replace", "unchanged")]
+
+
+def _derive(settings: Settings, result: ImportResult, progress) -> None:  # noqa: ANN001
+    """Recompute the imported datasets' derived data (record status, agreement, completed
+    counts) with the backfills, in this process. They write only what differs, so on a
+    consistent archive they only read; they leave COMPLETED jobs behind, so the target's
+    next upgrade has nothing to run for these datasets."""
+    from annota.errors import BackfillsFailedError
+    from annota.server.jobs import runner
+    from annota.server.jobs.backfills import BACKFILLS
+
+    for dataset_id in _imported(result):
+        for name in BACKFILLS:
+            run = runner.run(settings, name, dataset_id=dataset_id, force=True, inline=True)
+            if run.final and not run.ok:
+                raise BackfillsFailedError(
+                    f"the data was imported, but backfill {name} did not complete on "
+                    f"dataset {dataset_id}; run 'annota server database backfills run "
+                    f"{name} --dataset-id {dataset_id} --force'")
+    if _imported(result):
+        progress.note(f"derived data recomputed for {len(_imported(result))} dataset(s)")
+
+
 def _reindex(settings: Settings, result: ImportResult, reindex: bool | None) -> None:
-    ids = [d.id for d in result.datasets if d.action in ("import", "replace", "unchanged")]
+    ids = _imported(result)
     if reindex is False or not ids:
         return
     from annota.search.reindex import reindex as rebuild
