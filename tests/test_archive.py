@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-import uuid
 import zipfile
 from decimal import Decimal
 from pathlib import Path
@@ -14,7 +13,6 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from annota.server.archive.copy import copy
 from annota.server.archive.export import export

@@ -22,18 +22,18 @@ from tests.server_tools import annota_server, free_port, stop, wait_until_answer
 from tests.test_archive import _derive, _sqlite
 from tests.upgrade_tools import seed_release
 
-DELAYS = (0.4, 1.2, 2.5, 4.0)
+DELAYS = (0.5, 1.5, 3.0)
 
 
 @pytest.fixture(scope="module")
 def big_source(tmp_path_factory) -> tuple[str, Path]:
-    """A SQLite database at head, consistent, with 3 datasets of 4,000 records."""
+    """A SQLite database at head, consistent, with 2 datasets of 3,000 records."""
     tmp = tmp_path_factory.mktemp("big")
     url = _sqlite(tmp, "source.db")
     migrate(settings_for(tmp, url), "head")
     with sa.create_engine(sqlalchemy_url(url)).begin() as connection:
-        for name in ("a", "b", "c"):
-            seed_release(connection, name, records=4000)
+        for name in ("a", "b"):
+            seed_release(connection, name, records=3000)
     _derive(url, tmp)
     return url, tmp
 

@@ -27,7 +27,14 @@ from annota.server import db
 from annota.server.archive.compare import Comparison, compare
 from annota.server.archive.export import NoProgress
 from annota.server.archive.snapshot import Figures, figures_of, revision_of, snapshot
-from annota.server.archive.tables import Scope, count_rows, read_rows, reflect, write_rows
+from annota.server.archive.tables import (
+    Scope,
+    count_rows,
+    has_data,
+    read_rows,
+    reflect,
+    write_rows,
+)
 from annota.server.archive.values import encode
 from annota.urls import DatabaseURL
 
@@ -67,16 +74,16 @@ def copy(settings: Settings, to: DatabaseURL, *, confirm=None, progress=None  # 
                     f"the target {to.masked} holds another application's tables "
                     f"({', '.join(state.foreign_tables[:5])}); copy into an empty database")
             specs = reflect(source)
-            if state.revision is not None and _has_data(to, specs, state.revision):
+            if state.revision is not None and has_data(to):
                 return _already(result, source, specs, to, started)
             if not (confirm and confirm(url.masked, to.masked, revision)):
                 raise ConfirmationRequiredError(
                     f"refusing to write {to.masked} without consent; pass --yes to confirm")
-            if state.revision is None:
+            if state.revision != revision:  # none, or an earlier run's, killed: no data
                 from annota.server.schema.migrate import migrate
 
                 db.dialect_for(to).prepare(to)
-                migrate(target_settings, revision)
+                migrate(target_settings, revision, confirm=lambda _plan: True)
             progress.started("copy", sum(count_rows(source, [s.name for s in specs])
                                          .values()))
             result.comparison = _write_and_check(source, specs, to, progress)
@@ -91,16 +98,6 @@ def _same(a: DatabaseURL, b: DatabaseURL) -> bool:
         return (a.sqlite_path is not None and b.sqlite_path is not None
                 and a.sqlite_path.resolve() == b.sqlite_path.resolve())
     return a.sqlalchemy_url == b.sqlalchemy_url
-
-
-def _has_data(to: DatabaseURL, specs: list, revision: str) -> bool:
-    database = db.open_database(to)
-    try:
-        with db.connect(db.read_only(database), to) as connection:
-            present = {s.name for s in reflect(connection)}
-            return any(count_rows(connection, sorted(present)).values())
-    finally:
-        database.dispose()
 
 
 def _already(result: CopyResult, source: sa.Connection, specs: list, to: DatabaseURL,

@@ -29,6 +29,7 @@ from annota.server.archive.export import NoProgress
 from annota.server.archive.fileformat import Archive
 from annota.server.archive.merge import CONFLICTS, DatasetPlan, plan_merge, write
 from annota.server.archive.sources import ArchiveSource, Source, staged
+from annota.server.archive.tables import has_data
 from annota.server.schema.history import history
 
 
@@ -85,7 +86,10 @@ def import_archive(settings: Settings, path: Path, *, workspace: str | None = No
             raise ForeignDatabaseError(
                 f"the database at {url.masked} holds another application's tables "
                 f"({', '.join(state.foreign_tables[:5])}); import into an empty database")
-        if state.revision is not None and state.revision != hist.head.revision:
+        interrupted = (state.revision is not None and state.revision != hist.head.revision
+                       and not has_data(url))  # an earlier run's schema step was killed
+        if (state.revision is not None and state.revision != hist.head.revision
+                and not interrupted):
             raise SchemaNotReadyError(
                 f"the database at {url.masked} is at {state.revision}, not at this annota's "
                 "head: run 'annota server upgrade' first, then import")
@@ -93,7 +97,7 @@ def import_archive(settings: Settings, path: Path, *, workspace: str | None = No
         if manifest["revision"] != hist.head.revision:
             result.staged = True
             source = stack.enter_context(staged(settings, archive, _load_fresh, progress))
-        if state.revision is None:
+        if state.revision is None or interrupted:
             result.created_schema = True
             if dry_run:
                 plan = plan_merge(None, source, workspace=workspace, on_conflict=on_conflict)

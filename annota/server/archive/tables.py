@@ -194,3 +194,15 @@ def _copy(connection: sa.Connection, spec: TableSpec, rows: Iterable[list[Any]])
 def count_rows(connection: sa.Connection, names: Iterable[str]) -> dict[str, int]:
     return {name: connection.execute(sa.text(f'SELECT count(*) FROM "{name}"')).scalar_one()
             for name in names}
+
+
+def has_data(url) -> bool:  # noqa: ANN001 - DatabaseURL
+    """Whether any data table of the database holds a row (operational tables aside)."""
+    from annota.server import db
+
+    database = db.open_database(url)
+    try:
+        with db.connect(db.read_only(database), url) as connection:
+            return any(count_rows(connection, [s.name for s in reflect(connection)]).values())
+    finally:
+        database.dispose()
