@@ -98,6 +98,7 @@ MALFORMED: dict[str, st.SearchStrategy[str]] = {
     "ANNOTA_MIGRATION_LOCK_TIMEOUT": not_positive_seconds(),
     "ANNOTA_MIGRATION_STATEMENT_TIMEOUT": not_positive_seconds(),
     "ANNOTA_MIGRATION_RETRIES": not_whole_in(0, 100),
+    "ANNOTA_BACKUP_KEEP": not_whole_in(1, 1000),
     "ANNOTA_ALLOW_SCHEDULED_MIGRATIONS": not_one_of("1", "true", "yes", "on", "0", "false",
                                                     "no", "off"),
     "ANNOTA_SERVER_HOST": st.builds(lambda a, c, b: a + c + b, WORD,
