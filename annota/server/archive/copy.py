@@ -35,7 +35,6 @@ from annota.server.archive.tables import (
     reflect,
     write_rows,
 )
-from annota.server.archive.values import encode
 from annota.urls import DatabaseURL
 
 
@@ -137,8 +136,7 @@ def _write_and_check(source: sa.Connection, specs: list, to: DatabaseURL, progre
 
                 def rows(spec=spec, order=order):  # noqa: ANN001, ANN202
                     for n, (dataset, row) in enumerate(read_rows(source, spec, Scope()), 1):
-                        ours.add(spec, dataset, [encode(k, v) for k, v in
-                                                 zip(spec.kinds, row, strict=True)])
+                        ours.add(spec, dataset, spec.codec.encode(row))
                         if n % 1000 == 0:
                             progress.advanced(1000)
                         yield [row[i] for i in order]

@@ -12,7 +12,7 @@ from annota import __version__
 from annota.config import Settings
 from annota.errors import ConfigurationError
 from annota.server import db
-from annota.server.archive.fileformat import ArchiveWriter, encode_line
+from annota.server.archive.fileformat import ArchiveWriter
 from annota.server.archive.snapshot import (
     Figures,
     dataset_names,
@@ -84,10 +84,11 @@ def export(settings: Settings, output: Path | None = None, *,
             try:
                 for spec in specs:
                     figures.start(spec)
+                    codec = spec.codec
                     with writer.member(spec) as member:
                         for dataset, row in read_rows(connection, spec, scope):
-                            encoded, line = encode_line(spec.kinds, row, dataset)
-                            member.write(line)
+                            encoded = codec.encode(row)
+                            member.write(codec.line(encoded, dataset))
                             figures.add(spec, dataset, encoded)
                             if member.rows % 1000 == 0:
                                 progress.advanced(1000)

@@ -26,9 +26,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+import orjson
+
 from annota.errors import ArchiveTooNewError, InvalidArchiveError
 from annota.server.archive.tables import TableSpec
-from annota.server.archive.values import decode, encode
+from annota.server.archive.values import decode
 
 FORMAT = "annota-archive"
 FORMAT_VERSION = 1
@@ -38,16 +40,6 @@ _COMMENT = "annota-archive manifest-sha256="
 
 def member_name(position: int, table: str) -> str:
     return f"tables/{position:04d}-{table}.jsonl"
-
-
-def encode_line(kinds: tuple[str, ...], row: list[Any], dataset: Any
-                ) -> tuple[list[Any], bytes]:
-    """A row's archive values, and its line: the values, then the id of the dataset the row
-    belongs to (null for users, workspaces and members)."""
-    encoded = [encode(k, v) for k, v in zip(kinds, row, strict=True)]
-    line = json.dumps([*encoded, None if dataset is None else str(dataset)],
-                      ensure_ascii=False, separators=(",", ":"))
-    return encoded, (line + "\n").encode()
 
 
 class ArchiveWriter:
@@ -63,6 +55,7 @@ class ArchiveWriter:
         with self.zip.open(name, "w", force_zip64=True) as stream:
             member = _Member(stream)
             yield member
+            member.flush()
         self.tables.append({**spec.to_dict(), "member": name, "rows": member.rows,
                             "sha256": member.sha256.hexdigest()})
 
@@ -87,13 +80,23 @@ class ArchiveWriter:
 
 
 class _Member:
+    """A member being written: lines buffered, then written and hashed in chunks."""
+
     def __init__(self, stream: IO[bytes]) -> None:
         self.stream, self.rows, self.sha256 = stream, 0, hashlib.sha256()
+        self.buffer: list[bytes] = []
 
     def write(self, line: bytes) -> None:
-        self.stream.write(line)
-        self.sha256.update(line)
+        self.buffer.append(line)
         self.rows += 1
+        if len(self.buffer) >= 1000:
+            self.flush()
+
+    def flush(self) -> None:
+        chunk = b"".join(self.buffer)
+        self.buffer.clear()
+        self.stream.write(chunk)
+        self.sha256.update(chunk)
 
 
 class Archive:
@@ -198,13 +201,13 @@ class Archive:
             with self.zip.open(table["member"]) as stream:
                 for line in stream:
                     number += 1
-                    encoded = json.loads(line)
+                    encoded = orjson.loads(line)
                     if not isinstance(encoded, list) or len(encoded) != len(kinds) + 1:
                         raise ValueError("not a row of the table")
                     dataset = encoded.pop()
                     yield (None if dataset is None else uuid.UUID(dataset), encoded,
                            [decode(k, v) for k, v in zip(kinds, encoded, strict=True)])
-        except (ValueError, zipfile.BadZipFile, OSError, EOFError) as exc:
+        except (ValueError, zipfile.BadZipFile, OSError, EOFError) as exc:  # orjson's too
             raise self.invalid(f"{table['member']} line {number}: "
                                f"{exc}") from None
 

@@ -25,7 +25,7 @@ from annota.errors import ImportConflictError, InvalidArchiveError
 from annota.server.archive.snapshot import figures_of
 from annota.server.archive.sources import Source
 from annota.server.archive.tables import Scope, TableSpec, reflect, write_rows
-from annota.server.archive.values import Digest, encode, hashed_columns, row_hash
+from annota.server.archive.values import Digest
 
 CONFLICTS = ("fail", "skip", "replace")
 
@@ -184,9 +184,7 @@ def _identical(plan: MergePlan, target: sa.Connection, source: Source,
         for row_dataset, values in source.rows(spec):
             if row_dataset == dataset:
                 mapped = plan.remap(spec, values)
-                encoded = [encode(k, v) for k, v in zip(spec.kinds, mapped, strict=True)]
-                theirs.add(row_hash(spec.name, spec.kinds, encoded,
-                                    hashed_columns(spec.name, spec.columns)))
+                theirs.add(spec.codec.hash(spec.codec.encode(mapped)))
     return ours.datasets.get(str(dataset), Digest()) == theirs
 
 

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from annota.errors import NotFoundError, SchemaAheadError, SchemaNotReadyError
 from annota.server import db
 from annota.server.archive.tables import Scope, TableSpec, read_rows, reflect
-from annota.server.archive.values import Digest, encode, hashed_columns, row_hash
+from annota.server.archive.values import Digest
 from annota.server.schema.history import history
 from annota.urls import DatabaseURL
 
@@ -85,8 +85,7 @@ class Figures:
     datasets: dict[str, Digest] = field(default_factory=dict)
 
     def add(self, spec: TableSpec, dataset: uuid.UUID | None, encoded: list[Any]) -> None:
-        value = row_hash(spec.name, spec.kinds, encoded,
-                         hashed_columns(spec.name, spec.columns))
+        value = spec.codec.hash(encoded)
         self.tables[spec.name].add(value)
         if dataset is not None:
             self.datasets.setdefault(str(dataset), Digest()).add(value)
@@ -115,8 +114,9 @@ def figures_of(connection: sa.Connection, specs: list[TableSpec], scope: Scope,
     figures = Figures()
     for spec in specs:
         figures.start(spec)
+        codec = spec.codec
         for dataset, row in read_rows(connection, spec, scope):
-            figures.add(spec, dataset, [encode(k, v) for k, v in zip(spec.kinds, row, strict=True)])
+            figures.add(spec, dataset, codec.encode(row))
             if progress:
                 progress(1)
     return figures

@@ -9,6 +9,7 @@ target (``COPY`` on PostgreSQL, ``executemany`` on SQLite).
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from annota.server.archive.values import kind_of, sql_type
+from annota.server.archive.values import Codec, kind_of, sql_type
 
 # operational state that belongs to a deployment, not to its data: the target's own
 # migrations write the first three, backfills and reindexes the last two
@@ -40,6 +41,15 @@ class TableSpec:
 
     def index(self, column: str) -> int:
         return self.columns.index(column)
+
+    @property
+    def codec(self) -> Codec:
+        return _codec(self.name, self.columns, self.kinds)
+
+
+@functools.lru_cache(maxsize=256)
+def _codec(name: str, columns: tuple[str, ...], kinds: tuple[str, ...]) -> Codec:
+    return Codec(name, columns, kinds)
 
 
 def reflect(connection: sa.Connection) -> list[TableSpec]:

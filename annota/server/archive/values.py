@@ -27,6 +27,8 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
+import orjson
+
 KINDS = ("uuid", "timestamp", "json", "float", "int", "bool", "text")
 _MOD = 1 << 256
 
@@ -73,34 +75,39 @@ def json_text(value: Any) -> str | None:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return _float_token(value)
+        return repr(value) if math.isfinite(value) else str(_float_token(value))
     return str(value)
 
 
-def _float_token(value: float) -> str:
-    return repr(value) if math.isfinite(value) else {"inf": "Infinity", "-inf": "-Infinity",
-                                                     "nan": "NaN"}[repr(value)]
+def _float_token(value: float) -> Any:
+    """A float as archived: itself, or (not being JSON) ``"NaN"``/``"Infinity"``."""
+    if math.isfinite(value):
+        return value
+    return {"inf": "Infinity", "-inf": "-Infinity", "nan": "NaN"}[repr(value)]
+
+
+def _timestamp(value: datetime) -> str:
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value.isoformat(timespec="microseconds") + "Z"
+
+
+_ENCODERS: dict[str, Any] = {
+    "uuid": lambda v: str(v) if isinstance(v, uuid.UUID) else str(uuid.UUID(str(v))),
+    "timestamp": _timestamp,
+    "json": json_text,
+    "float": lambda v: _float_token(float(v)),
+    "int": int,
+    "bool": bool,
+}
+_NONFINITE = {"Infinity": math.inf, "-Infinity": -math.inf, "NaN": math.nan}
 
 
 def encode(kind: str, value: Any) -> Any:
     """A Python value read from the database to its archive (JSON) value."""
-    if value is None:
-        return None
-    if kind == "uuid":
-        return str(value if isinstance(value, uuid.UUID) else uuid.UUID(str(value)))
-    if kind == "timestamp":
-        if value.tzinfo is not None:
-            value = value.astimezone(timezone.utc).replace(tzinfo=None)
-        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    if kind == "json":
-        return json_text(value)
-    if kind == "float":
-        return float(value)
-    if kind == "int":
-        return int(value)
-    if kind == "bool":
-        return bool(value)
-    return value
+    if value is None or kind == "text":
+        return value
+    return _ENCODERS[kind](value)
 
 
 def decode(kind: str, value: Any) -> Any:
@@ -119,6 +126,8 @@ def decode(kind: str, value: Any) -> Any:
         json.loads(value)  # valid JSON, or the member is not one annota wrote
         return value
     if kind == "float":
+        if isinstance(value, str) and value in _NONFINITE:
+            return _NONFINITE[value]
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"not a number: {value!r}")
         return float(value)
@@ -135,15 +144,66 @@ def decode(kind: str, value: Any) -> Any:
     return value
 
 
+class Codec:
+    """A table's encoders, compiled once: archive values, lines, and row hashes."""
+
+    def __init__(self, table: str, columns: tuple[str, ...], kinds: tuple[str, ...]) -> None:
+        self.table = table
+        self.converters = [(i, _ENCODERS[k]) for i, k in enumerate(kinds) if k != "text"]
+        self.json = [i for i, k in enumerate(kinds) if k == "json"]
+        self.covered = [i for i, c in enumerate(hashed_columns(table, columns)) if c]
+        self.all_covered = len(self.covered) == len(columns)
+
+    def encode(self, row: Any) -> list[Any]:
+        out = list(row)
+        for i, convert in self.converters:
+            if out[i] is not None:
+                out[i] = convert(out[i])
+        return out
+
+    def line(self, encoded: list[Any], dataset: Any) -> bytes:
+        return orjson.dumps([*encoded, None if dataset is None else str(dataset)]) + b"\n"
+
+    def hash(self, encoded: list[Any]) -> int:
+        """The row's SHA-256 over its table's name and its canonical values."""
+        values = list(encoded)
+        for i in self.json:
+            if values[i] is not None:
+                values[i] = canonical_json(values[i])
+        if not self.all_covered:
+            values = [values[i] for i in self.covered]
+        digest = hashlib.sha256(orjson.dumps([self.table, *values])).digest()
+        return int.from_bytes(digest, "big")
+
+
 def canonical_json(text: str) -> str:
-    """A JSON document in one form whatever wrote it: keys sorted, numbers exact."""
+    """A JSON document in one form whatever wrote it: keys sorted, numbers exact. Documents
+    without a fraction or an exponent anywhere take orjson's fast path; the others are
+    parsed with exact decimals (the two paths write the same value the same way)."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:  # an integer beyond 64 bits, or NaN
+        value = None
+    else:
+        if not _has_float(value):
+            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
     return _dump(json.loads(text, parse_float=Decimal, parse_int=Decimal,
                             parse_constant=Decimal))
 
 
+def _has_float(value: Any) -> bool:
+    if isinstance(value, float):
+        return True
+    if isinstance(value, dict):
+        return any(_has_float(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_float(v) for v in value)
+    return False
+
+
 def _dump(value: Any) -> str:
     if isinstance(value, dict):
-        return "{" + ",".join(json.dumps(k, ensure_ascii=False) + ":" + _dump(value[k])
+        return "{" + ",".join(orjson.dumps(k).decode() + ":" + _dump(value[k])
                               for k in sorted(value)) + "}"
     if isinstance(value, list):
         return "[" + ",".join(_dump(v) for v in value) + "]"
@@ -151,16 +211,7 @@ def _dump(value: Any) -> str:
         if not value.is_finite():
             return str(value)
         return "0" if value == 0 else format(value.normalize(), "f")
-    return json.dumps(value, ensure_ascii=False)
-
-
-def canonical(kind: str, encoded: Any) -> Any:
-    """An archive value in the form digests are computed over."""
-    if kind == "json" and encoded is not None:
-        return canonical_json(encoded)
-    if kind == "float" and encoded is not None:
-        return _float_token(encoded)
-    return encoded
+    return orjson.dumps(value).decode()
 
 
 # derived rows (agreement) are recomputed with new ids and clocks whenever a backfill runs:
@@ -172,16 +223,6 @@ _CLOCKS = {"id", "inserted_at", "updated_at"}
 def hashed_columns(table: str, columns: tuple[str, ...]) -> tuple[bool, ...]:
     """Which columns a row's digest covers: all, but a derived row's id and clocks."""
     return tuple(not (table in DERIVED and c in _CLOCKS) for c in columns)
-
-
-def row_hash(table: str, kinds: tuple[str, ...], encoded: list[Any],
-             covered: tuple[bool, ...] | None = None) -> int:
-    """A row's SHA-256 (over its table's name and its canonical values), as an integer."""
-    covered = covered or (True,) * len(kinds)
-    line = json.dumps([table, *(canonical(k, v) for k, v, c in zip(kinds, encoded, covered,
-                                                                    strict=True) if c)],
-                      ensure_ascii=False, separators=(",", ":"))
-    return int.from_bytes(hashlib.sha256(line.encode()).digest(), "big")
 
 
 class Digest:
