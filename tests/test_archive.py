@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from annota.server.archive.copy import copy
 from annota.server.archive.export import export
@@ -270,3 +271,45 @@ def test_bad_archives_are_refused_and_change_nothing(tmp_path, database_url, tar
     # and the good one still imports
     done = annota.run("server", "database", "import", str(good), "--no-reindex")
     assert done.returncode == 0, done.stderr
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.integers(-(10 ** 30), 10 ** 30) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner,
+                                                                  max_size=4),
+    max_leaves=10))
+def test_canonical_json_is_one_form_of_a_value(value):
+    """What Python writes and what PostgreSQL's jsonb gives back (keys reordered, floats
+    as plain decimals) are one canonical form; a changed number is another."""
+    from annota.server.archive.values import canonical_json
+
+    def pg(v):  # noqa: ANN001, ANN202 - jsonb's rewrite, done by hand
+        if isinstance(v, float):
+            return Decimal(repr(v))
+        if isinstance(v, dict):
+            return {k: pg(v[k]) for k in sorted(v, key=lambda k: (len(k), k), reverse=True)}
+        if isinstance(v, list):
+            return [pg(x) for x in v]
+        return v
+
+    class _Encoder(json.JSONEncoder):
+        def iterencode(self, o, _one_shot=False):  # noqa: ANN001, ANN202
+            if isinstance(o, Decimal):
+                yield format(o, "f")
+                return
+            if isinstance(o, dict):
+                yield "{" + ", ".join(json.dumps(k) + ": " + "".join(self.iterencode(x))
+                                      for k, x in o.items()) + "}"
+                return
+            if isinstance(o, list):
+                yield "[" + ", ".join("".join(self.iterencode(x)) for x in o) + "]"
+                return
+            yield json.dumps(o)
+
+    python_text = json.dumps(value)
+    pg_text = "".join(_Encoder().iterencode(pg(value)))
+    assert canonical_json(python_text) == canonical_json(pg_text), (python_text, pg_text)
+    if isinstance(value, int) and not isinstance(value, bool):
+        assert canonical_json(json.dumps(value + 1)) != canonical_json(python_text)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import uuid
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -190,7 +189,7 @@ class Archive:
             if progress:
                 progress(rows % 10000)
 
-    def rows(self, name: str) -> Iterator[tuple[uuid.UUID | None, list[Any], list[Any]]]:
+    def rows(self, name: str) -> Iterator[tuple[str | None, list[Any], list[Any]]]:
         """(dataset id, encoded, decoded) rows of a table, in the archive's order."""
         table = self.table(name)
         if table is None:
@@ -205,7 +204,7 @@ class Archive:
                     if not isinstance(encoded, list) or len(encoded) != len(kinds) + 1:
                         raise ValueError("not a row of the table")
                     dataset = encoded.pop()
-                    yield (None if dataset is None else uuid.UUID(dataset), encoded,
+                    yield (None if dataset is None else decode("uuid", dataset), encoded,
                            [decode(k, v) for k, v in zip(kinds, encoded, strict=True)])
         except (ValueError, zipfile.BadZipFile, OSError, EOFError) as exc:  # orjson's too
             raise self.invalid(f"{table['member']} line {number}: "

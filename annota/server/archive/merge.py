@@ -25,7 +25,7 @@ from annota.errors import ImportConflictError, InvalidArchiveError
 from annota.server.archive.snapshot import figures_of
 from annota.server.archive.sources import Source
 from annota.server.archive.tables import Scope, TableSpec, reflect, write_rows
-from annota.server.archive.values import Digest
+from annota.server.archive.values import AnyUuid, Digest, uuid_text
 
 CONFLICTS = ("fail", "skip", "replace")
 
@@ -45,18 +45,18 @@ class DatasetPlan:
 
 @dataclass
 class MergePlan:
-    users: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict)  # source id -> target id
-    new_users: set[uuid.UUID] = field(default_factory=set)  # source ids to insert
-    workspaces: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict)
-    new_workspaces: dict[uuid.UUID, str] = field(default_factory=dict)  # target id -> name
-    members: set[tuple[uuid.UUID, uuid.UUID]] = field(default_factory=set)  # existing pairs
-    used_ids: dict[str, set[uuid.UUID]] = field(default_factory=dict)  # per small table
+    users: dict[str, str] = field(default_factory=dict)  # source id -> target id
+    new_users: set[str] = field(default_factory=set)  # source ids to insert
+    workspaces: dict[str, str] = field(default_factory=dict)
+    new_workspaces: dict[str, str] = field(default_factory=dict)  # target id -> name
+    members: set[tuple[str, str]] = field(default_factory=set)  # existing pairs
+    used_ids: dict[str, set[str]] = field(default_factory=dict)  # per small table
     datasets: list[DatasetPlan] = field(default_factory=list)
-    replaced: set[uuid.UUID] = field(default_factory=set)  # target dataset ids to delete
+    replaced: set[str] = field(default_factory=set)  # target dataset ids to delete
 
     @property
-    def writing(self) -> set[uuid.UUID]:
-        return {uuid.UUID(d.id) for d in self.datasets if d.action in ("import", "replace")}
+    def writing(self) -> set[str]:
+        return {d.id for d in self.datasets if d.action in ("import", "replace")}
 
     def remap(self, spec: TableSpec, values: list[Any]) -> list[Any]:
         """A source row as it is written to the target (users and workspaces mapped)."""
@@ -77,8 +77,8 @@ class MergePlan:
 _MAPPED_TABLES = ("users", "workspaces", "workspaces_users", "datasets", "responses")
 
 
-def _uuid(value: Any) -> uuid.UUID:
-    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+def _uuid(value: Any) -> str:
+    return uuid_text(value)
 
 
 def _pairs(connection: sa.Connection, sql: str) -> list[tuple[Any, ...]]:
@@ -113,7 +113,7 @@ def plan_merge(target: sa.Connection | None, source: Source, *, workspace: str |
             plan.new_workspaces[by_name[name]] = name
         plan.workspaces[source_id] = by_name[name]
     if workspace and workspace not in by_name:
-        by_name[workspace] = uuid.uuid4()
+        by_name[workspace] = str(uuid.uuid4())
         plan.new_workspaces[by_name[workspace]] = workspace
     if target is not None:
         plan.members = {(_uuid(w), _uuid(u)) for w, u in _pairs(
@@ -124,8 +124,8 @@ def plan_merge(target: sa.Connection | None, source: Source, *, workspace: str |
     return plan
 
 
-def _free(wanted: uuid.UUID, used: set[uuid.UUID]) -> uuid.UUID:
-    chosen = wanted if wanted not in used else uuid.uuid4()
+def _free(wanted: str, used: set[str]) -> str:
+    chosen = wanted if wanted not in used else str(uuid.uuid4())
     used.add(chosen)
     return chosen
 
@@ -136,10 +136,10 @@ def _source_rows(source: Source, spec: TableSpec) -> Iterator[list[Any]]:
 
 
 def _plan_datasets(plan: MergePlan, target: sa.Connection | None, source: Source,
-                   specs: dict[str, TableSpec], spaces: dict[str, uuid.UUID],
-                   source_spaces: dict[uuid.UUID, str], on_conflict: str) -> None:
+                   specs: dict[str, TableSpec], spaces: dict[str, str],
+                   source_spaces: dict[str, str], on_conflict: str) -> None:
     spec = specs["datasets"]
-    existing: dict[uuid.UUID, tuple[str, uuid.UUID]] = {}
+    existing: dict[str, tuple[str, str]] = {}
     if target is not None:
         existing = {_uuid(i): (n, _uuid(w)) for i, n, w in _pairs(
             target, "SELECT id, name, workspace_id FROM datasets")}
@@ -174,7 +174,7 @@ def _plan_datasets(plan: MergePlan, target: sa.Connection | None, source: Source
 
 
 def _identical(plan: MergePlan, target: sa.Connection, source: Source,
-               specs: dict[str, TableSpec], dataset: uuid.UUID) -> bool:
+               specs: dict[str, TableSpec], dataset: str) -> bool:
     """The target's dataset equals the source's (rows mapped as they would be written)."""
     ours = figures_of(target, reflect(target), Scope([dataset], credentials=False))
     theirs = Digest()
@@ -198,7 +198,7 @@ def write(connection: sa.Connection, source: Source, plan: MergePlan,
     """Write the plan's rows in one transaction (the caller's); rows written per table."""
     target = {s.name: s for s in reflect(connection)}
     if plan.replaced:
-        datasets = sa.table("datasets", sa.column("id", sa.Uuid()))
+        datasets = sa.table("datasets", sa.column("id", AnyUuid()))
         connection.execute(sa.delete(datasets).where(datasets.c.id.in_(plan.replaced)))
     written: dict[str, int] = {}
     writing = plan.writing
@@ -217,7 +217,7 @@ def write(connection: sa.Connection, source: Source, plan: MergePlan,
     return written
 
 
-def _chosen(spec: TableSpec, source: Source, plan: MergePlan, writing: set[uuid.UUID]
+def _chosen(spec: TableSpec, source: Source, plan: MergePlan, writing: set[str]
             ) -> Iterator[list[Any]]:
     if spec.name == "users":
         credentials = [spec.index(c) for c in ("api_key", "password_hash")]
@@ -253,7 +253,7 @@ def _chosen(spec: TableSpec, source: Source, plan: MergePlan, writing: set[uuid.
 def _insert_new_workspaces(connection: sa.Connection, plan: MergePlan) -> None:
     """Workspaces the plan creates that no source row carries (``--workspace NAME``)."""
     now = datetime.now(timezone.utc).replace(tzinfo=None)
-    table = sa.table("workspaces", sa.column("id", sa.Uuid()), sa.column("name"),
+    table = sa.table("workspaces", sa.column("id", AnyUuid()), sa.column("name"),
                      sa.column("inserted_at", sa.DateTime()),
                      sa.column("updated_at", sa.DateTime()))
     connection.execute(table.insert(), [

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -13,7 +12,7 @@ import sqlalchemy as sa
 from annota.errors import NotFoundError, SchemaAheadError, SchemaNotReadyError
 from annota.server import db
 from annota.server.archive.tables import Scope, TableSpec, read_rows, reflect
-from annota.server.archive.values import Digest
+from annota.server.archive.values import AnyUuid, Digest, uuid_text
 from annota.server.schema.history import history
 from annota.urls import DatabaseURL
 
@@ -50,7 +49,7 @@ def resolve_scope(connection: sa.Connection, workspaces: tuple[str, ...],
                   dataset_ids: tuple[str, ...], credentials: bool) -> Scope:
     if not workspaces and not dataset_ids:
         return Scope(None, credentials)
-    ids: list[uuid.UUID] = []
+    ids: list[str] = []
     for name in workspaces:
         found = connection.execute(sa.text(
             "SELECT d.id FROM datasets d JOIN workspaces w ON w.id = d.workspace_id "
@@ -60,10 +59,10 @@ def resolve_scope(connection: sa.Connection, workspaces: tuple[str, ...],
         if exists is None:
             raise NotFoundError(f"no workspace named {name!r}")
         ids += [_uuid(i) for i in found]
-    datasets = sa.table("datasets", sa.column("id", sa.Uuid()))
+    datasets = sa.table("datasets", sa.column("id", AnyUuid()))
     for text in dataset_ids:
         try:
-            wanted = uuid.UUID(text)
+            wanted = uuid_text(text)
         except ValueError:
             raise NotFoundError(f"no dataset with id {text!r} (not a UUID)") from None
         if connection.execute(sa.select(datasets.c.id).where(datasets.c.id == wanted)
@@ -73,8 +72,8 @@ def resolve_scope(connection: sa.Connection, workspaces: tuple[str, ...],
     return Scope(sorted(set(ids)), False)
 
 
-def _uuid(value: Any) -> uuid.UUID:
-    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+def _uuid(value: Any) -> str:
+    return uuid_text(value)
 
 
 @dataclass
@@ -84,7 +83,7 @@ class Figures:
     tables: dict[str, Digest] = field(default_factory=dict)
     datasets: dict[str, Digest] = field(default_factory=dict)
 
-    def add(self, spec: TableSpec, dataset: uuid.UUID | None, encoded: list[Any]) -> None:
+    def add(self, spec: TableSpec, dataset: str | None, encoded: list[Any]) -> None:
         value = spec.codec.hash(encoded)
         self.tables[spec.name].add(value)
         if dataset is not None:
@@ -101,7 +100,7 @@ def dataset_names(connection: sa.Connection, scope: Scope) -> dict[str, dict[str
     wanted = None if scope.whole else {str(i) for i in scope.dataset_ids or []}
     out = {}
     for id_, name, workspace in rows:
-        key = str(_uuid(id_))
+        key = _uuid(id_)
         if wanted is None or key in wanted:
             out[key] = {"name": name, "workspace": workspace}
     return out

@@ -5,7 +5,6 @@ to head by the same revisions, async migrations and backfills ``upgrade`` runs."
 from __future__ import annotations
 
 import tempfile
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -25,14 +24,14 @@ from annota.urls import DatabaseURL
 class Source(Protocol):
     specs: list[TableSpec]
 
-    def rows(self, spec: TableSpec) -> Iterator[tuple[uuid.UUID | None, list[Any]]]: ...
+    def rows(self, spec: TableSpec) -> Iterator[tuple[str | None, list[Any]]]: ...
 
 
 class ArchiveSource:
     def __init__(self, archive: Archive) -> None:
         self.archive, self.specs = archive, archive.specs
 
-    def rows(self, spec: TableSpec) -> Iterator[tuple[uuid.UUID | None, list[Any]]]:
+    def rows(self, spec: TableSpec) -> Iterator[tuple[str | None, list[Any]]]:
         for dataset, _encoded, values in self.archive.rows(spec.name):
             yield dataset, values
 
@@ -41,7 +40,7 @@ class DatabaseSource:
     def __init__(self, connection: sa.Connection) -> None:
         self.connection, self.specs = connection, reflect(connection)
 
-    def rows(self, spec: TableSpec) -> Iterator[tuple[uuid.UUID | None, list[Any]]]:
+    def rows(self, spec: TableSpec) -> Iterator[tuple[str | None, list[Any]]]:
         yield from read_rows(self.connection, spec, Scope(None, True))
 
 

@@ -10,14 +10,13 @@ target (``COPY`` on PostgreSQL, ``executemany`` on SQLite).
 from __future__ import annotations
 
 import functools
-import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
-from annota.server.archive.values import Codec, kind_of, sql_type
+from annota.server.archive.values import AnyUuid, Codec, kind_of, sql_type, uuid_text
 
 # operational state that belongs to a deployment, not to its data: the target's own
 # migrations write the first three, backfills and reindexes the last two
@@ -91,7 +90,7 @@ def logical_table(spec: TableSpec, metadata: sa.MetaData | None = None) -> sa.Ta
 class Scope:
     """What an export holds: the whole instance, or some datasets and what they need."""
 
-    dataset_ids: list[uuid.UUID] | None = None  # None: the whole instance
+    dataset_ids: list[str] | None = None  # None: the whole instance
     credentials: bool = True
 
     @property
@@ -107,8 +106,8 @@ def _dataset_expr(spec: TableSpec, table: sa.Table, metadata: sa.MetaData
     if len(spec.dataset_path) == 1:
         return table.c[spec.dataset_path[0]], table
     fk, parent_name = spec.dataset_path
-    parent = sa.Table(parent_name, metadata, sa.Column("id", sa.Uuid()),
-                      sa.Column("dataset_id", sa.Uuid()), extend_existing=True)
+    parent = sa.Table(parent_name, metadata, sa.Column("id", AnyUuid()),
+                      sa.Column("dataset_id", AnyUuid()), extend_existing=True)
     parent = parent.alias(f"parent_{parent_name}")
     return parent.c.dataset_id, table.outerjoin(parent, parent.c.id == table.c[fk])
 
@@ -120,12 +119,13 @@ def _scope_filter(spec: TableSpec, table: sa.Table, dataset: Any, scope: Scope,
     ids = list(scope.dataset_ids or [])
     if dataset is not None:
         return dataset.in_(ids)
-    datasets = sa.table("datasets", sa.column("id", sa.Uuid()),
-                        sa.column("workspace_id", sa.Uuid()))
+    datasets = sa.table("datasets", sa.column("id", AnyUuid()),
+                        sa.column("workspace_id", AnyUuid()))
     workspaces = sa.select(datasets.c.workspace_id).where(datasets.c.id.in_(ids))
-    records = sa.table("records", sa.column("id", sa.Uuid()), sa.column("dataset_id", sa.Uuid()))
-    responses = sa.table("responses", sa.column("record_id", sa.Uuid()),
-                         sa.column("user_id", sa.Uuid()))
+    records = sa.table("records", sa.column("id", AnyUuid()),
+                       sa.column("dataset_id", AnyUuid()))
+    responses = sa.table("responses", sa.column("record_id", AnyUuid()),
+                         sa.column("user_id", AnyUuid()))
     users = (sa.select(responses.c.user_id).join(records, records.c.id == responses.c.record_id)
              .where(records.c.dataset_id.in_(ids)))
     if spec.name == "workspaces":
@@ -138,8 +138,8 @@ def _scope_filter(spec: TableSpec, table: sa.Table, dataset: Any, scope: Scope,
 
 
 def read_rows(connection: sa.Connection, spec: TableSpec, scope: Scope
-              ) -> Iterator[tuple[uuid.UUID | None, list[Any]]]:
-    """(dataset id, the row's Python values) in key order, streamed."""
+              ) -> Iterator[tuple[str | None, list[Any]]]:
+    """(dataset id, the row's Python values) in key order, streamed; UUIDs as text."""
     metadata = sa.MetaData()
     table = logical_table(spec, metadata)
     dataset, from_ = _dataset_expr(spec, table, metadata)
@@ -152,23 +152,29 @@ def read_rows(connection: sa.Connection, spec: TableSpec, scope: Scope
             columns.append(sa.null().label(name))
         elif kind == "json" and is_pg:
             columns.append(sa.cast(column, sa.Text).label(name))
+        elif kind == "uuid":  # as text: no UUID object made per value
+            columns.append(_uuid_as_text(column, is_pg).label(name))
         else:
             columns.append(column)
-    query = sa.select(*columns, (dataset if dataset is not None else sa.null()).label(
-        "_dataset")).select_from(from_).order_by(*(table.c[k] for k in spec.key))
+    owner = _uuid_as_text(dataset, is_pg) if dataset is not None else sa.null()
+    query = (sa.select(*columns, owner.label("_dataset")).select_from(from_)
+             .order_by(*(table.c[k] for k in spec.key)))
     where = _scope_filter(spec, table, dataset, scope, metadata)
     if where is not None:
         query = query.where(where)
     result = connection.execution_options(yield_per=READ_BATCH).execute(query)
+    uuids = [i for i, k in enumerate(spec.kinds) if k == "uuid"]
     for row in result:
         values = list(row)
-        yield _as_uuid(values.pop()), values
+        dataset_id = values.pop()
+        for i in uuids:
+            if values[i] is not None:
+                values[i] = uuid_text(values[i])
+        yield (None if dataset_id is None else uuid_text(dataset_id)), values
 
 
-def _as_uuid(value: Any) -> uuid.UUID | None:
-    if value is None or isinstance(value, uuid.UUID):
-        return value
-    return uuid.UUID(str(value))
+def _uuid_as_text(column: Any, is_pg: bool) -> Any:
+    return sa.cast(column, sa.Text) if is_pg else sa.type_coerce(column, sa.Text)
 
 
 def write_rows(connection: sa.Connection, spec: TableSpec, rows: Iterable[list[Any]],

@@ -19,15 +19,18 @@ rewrites ``1e-07`` as ``0.0000001``; both are the same value).
 
 from __future__ import annotations
 
+import decimal
 import hashlib
 import json
 import math
+import re
 import uuid
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
 import orjson
+import sqlalchemy as sa
 
 KINDS = ("uuid", "timestamp", "json", "float", "int", "bool", "text")
 _MOD = 1 << 256
@@ -35,8 +38,6 @@ _MOD = 1 << 256
 
 def kind_of(column_type: Any) -> str:
     """The logical kind of a reflected column type (SQLite's or PostgreSQL's)."""
-    import sqlalchemy as sa
-
     name = type(column_type).__name__.upper()
     if isinstance(column_type, sa.Uuid) or name == "UUID":
         return "uuid"
@@ -60,11 +61,20 @@ def kind_of(column_type: Any) -> str:
 def sql_type(kind: str) -> Any:
     """The SQLAlchemy type that reads and writes a kind's Python value on any dialect
     (JSON documents as their text)."""
-    import sqlalchemy as sa
-
-    return {"uuid": sa.Uuid(), "timestamp": sa.DateTime(), "json": sa.Text(),
+    return {"uuid": AnyUuid(), "timestamp": sa.DateTime(), "json": sa.Text(),
             "float": sa.Float(), "int": sa.BigInteger(), "bool": sa.Boolean(),
             "text": sa.Text()}[kind]
+
+
+class AnyUuid(sa.types.TypeDecorator):
+    """A UUID column bound from a UUID or its text (on SQLite, stored as 32 hex digits);
+    read as text ``8-4-4-4-12``."""
+
+    impl = sa.Uuid(as_uuid=False)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        return None if value is None else uuid_text(value)
 
 
 def json_text(value: Any) -> str | None:
@@ -92,8 +102,24 @@ def _timestamp(value: datetime) -> str:
     return value.isoformat(timespec="microseconds") + "Z"
 
 
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def uuid_text(value: Any) -> str:
+    """A UUID as ``8-4-4-4-12`` lower-case hex, from a UUID, that text, or 32 hex digits
+    (SQLite's storage)."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    text = str(value).lower()
+    if len(text) == 32 and "-" not in text:
+        text = f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    if not _UUID.fullmatch(text):
+        return str(uuid.UUID(text))  # raises ValueError for what is not a UUID
+    return text
+
+
 _ENCODERS: dict[str, Any] = {
-    "uuid": lambda v: str(v) if isinstance(v, uuid.UUID) else str(uuid.UUID(str(v))),
+    "uuid": uuid_text,
     "timestamp": _timestamp,
     "json": json_text,
     "float": lambda v: _float_token(float(v)),
@@ -115,7 +141,9 @@ def decode(kind: str, value: Any) -> Any:
     if value is None:
         return None
     if kind == "uuid":
-        return uuid.UUID(value)
+        if not isinstance(value, str) or not _UUID.fullmatch(value):
+            raise ValueError(f"not a UUID: {value!r}")
+        return value
     if kind == "timestamp":
         if not isinstance(value, str) or not value.endswith("Z"):
             raise ValueError(f"not a UTC timestamp: {value!r}")
@@ -177,28 +205,40 @@ class Codec:
 
 
 def canonical_json(text: str) -> str:
-    """A JSON document in one form whatever wrote it: keys sorted, numbers exact. Documents
-    without a fraction or an exponent anywhere take orjson's fast path; the others are
-    parsed with exact decimals (the two paths write the same value the same way)."""
+    """A JSON document in one form whatever wrote it: keys sorted, each number as its
+    decimal value. A float is taken at its shortest decimal (what annota and PostgreSQL
+    write), so ``1e+16`` and PostgreSQL's ``10000000000000000`` are one number; integers
+    with 16 digits or more (orjson reads those as floats) and NaN are exact decimals."""
     try:
+        if _LONG_NUMBER.search(text):
+            raise orjson.JSONDecodeError("", "", 0)
         value = orjson.loads(text)
-    except orjson.JSONDecodeError:  # an integer beyond 64 bits, or NaN
-        value = None
-    else:
-        if not _has_float(value):
-            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
-    return _dump(json.loads(text, parse_float=Decimal, parse_int=Decimal,
-                            parse_constant=Decimal))
+    except orjson.JSONDecodeError:
+        return _dump(json.loads(text, parse_float=Decimal, parse_int=Decimal,
+                                parse_constant=Decimal))
+    return orjson.dumps(_numbers(value), option=orjson.OPT_SORT_KEYS).decode()
 
 
-def _has_float(value: Any) -> bool:
+_LONG_NUMBER = re.compile(r"\d{16}")
+
+
+def _numbers(value: Any) -> Any:
     if isinstance(value, float):
-        return True
+        return orjson.Fragment(_decimal(Decimal(repr(value))))
     if isinstance(value, dict):
-        return any(_has_float(v) for v in value.values())
+        return {k: _numbers(v) for k, v in value.items()}
     if isinstance(value, list):
-        return any(_has_float(v) for v in value)
-    return False
+        return [_numbers(v) for v in value]
+    return value
+
+
+def _decimal(value: Decimal) -> str:
+    if not value.is_finite():
+        return str(value)
+    if value == 0:
+        return "0"
+    exact = decimal.Context(prec=max(28, len(value.as_tuple().digits)))
+    return format(value.normalize(exact), "f")
 
 
 def _dump(value: Any) -> str:
@@ -208,9 +248,7 @@ def _dump(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ",".join(_dump(v) for v in value) + "]"
     if isinstance(value, Decimal):
-        if not value.is_finite():
-            return str(value)
-        return "0" if value == 0 else format(value.normalize(), "f")
+        return _decimal(value)
     return orjson.dumps(value).decode()
 
 

@@ -55,7 +55,7 @@ def mismatch(message: str, comparison: Comparison) -> ArchiveMismatchError:
     return error
 
 
-def _uuid(text: str):  # noqa: ANN202
-    import uuid
+def _uuid(text: str) -> str:
+    from annota.server.archive.values import uuid_text
 
-    return uuid.UUID(text)
+    return uuid_text(text)
