@@ -156,3 +156,67 @@ def test_a_user_moved_to_postgresql_keeps_its_api_key(tmp_path, postgres_url):
         assert wrong.status_code == 401
     finally:
         stop(server)
+
+
+SEARCHES = [{"text": "banana"}, {"text": "apple pie"}, {"terms": {"source": ["mail"]}},
+            {"ranges": {"length": {"gte": 3, "lt": 20}}},
+            {"text": "bread", "terms": {"source": ["web", "mail"]}}, {}]
+
+
+def test_a_moved_dataset_answers_the_same_searches(tmp_path, postgres_url,
+                                                   elasticsearch_url):
+    """A dataset exported from a server on SQLite and imported into another on
+    PostgreSQL (another index prefix) gives the same hits for the same searches."""
+    from tests.conftest import engine_env
+
+    words = ["banana", "apple pie", "bread", "ripe banana bread", "apple"]
+    (tmp_path / "a").mkdir()
+    with live_api(tmp_path / "a", f"sqlite:///{tmp_path / 'a.db'}", elasticsearch_url) as a:
+        made = a.call("POST", f"/datasets/{a.dataset_id}/records", json={"records": [
+            a.record(100 + i, fields={"text": f"{words[i % 5]} number {i}"},
+                     metadata={"source": ["web", "mail"][i % 2], "length": i, "score": i / 3},
+                     external_id=f"m-{i}") for i in range(40)]})
+        assert made.status_code == 201, made.text
+        before = {json.dumps(q): _hits(a, a.dataset_id, q) for q in SEARCHES}
+        assert any(before.values()) and len(set(map(tuple, before.values()))) > 2
+        archive = tmp_path / "dataset.annota"
+        exported = Annota(a.env).run("server", "database", "export", "--dataset-id",
+                                     a.dataset_id, "-o", str(archive))
+        assert exported.returncode == 0, exported.stderr
+
+    env = engine_env(tmp_path / "b", postgres_url, elasticsearch_url)
+    b = Annota(env)
+    assert b.run("server", "database", "migrate").returncode == 0
+    key = "bob-key-" + "b" * 24
+    assert b.run("server", "database", "users", "create", "--username", "bob", "--role",
+                 "owner", "--password-stdin", ANNOTA_NEW_USER_API_KEY=key,
+                 input_text="Corr3ct-Horse-Battery").returncode == 0
+    imported = b.run("server", "database", "import", str(archive), "--reindex", "--json")
+    assert imported.returncode == 0, imported.stderr
+    assert json.loads(imported.stdout)["reindexed"] == [a.dataset_id]
+    port = free_port()
+    server = annota_server(env, port, tmp_path / "b.log")
+    try:
+        wait_until_answering(port, server)
+        import httpx
+
+        from tests.api_tools import LiveAPI
+
+        other = LiveAPI(f"http://127.0.0.1:{port}/api/v1", env)
+        other.client.headers["X-Annota-Api-Key"] = key
+        after = {json.dumps(q): _hits(other, a.dataset_id, q, key) for q in SEARCHES}
+        assert after == before
+        assert httpx  # the client the API tools use
+    finally:
+        stop(server)
+        from tests.api_tools import _drop
+
+        _drop(env)
+
+
+def _hits(api, dataset_id: str, query: dict, key: str | None = None) -> list[str]:  # noqa: ANN001
+    headers = {"X-Annota-Api-Key": key} if key else {}
+    found = api.call("POST", f"/datasets/{dataset_id}/records/search",
+                     json={**query, "limit": 100}, headers=headers)
+    assert found.status_code == 200, found.text
+    return sorted(h["id"] for h in found.json()["items"])
