@@ -44,13 +44,3 @@ def _side(key: str, a: Digest | None, b: Digest | None, left: str, right: str,
     a, b = a or Digest(), b or Digest()
     return {label: key, f"{left}_rows": a.rows, f"{right}_rows": b.rows,
             f"{left}_digest": a.hex, f"{right}_digest": b.hex, "equal": a == b}
-
-
-def figures_from_manifest(manifest: dict[str, Any]) -> Figures:
-    figures = Figures()
-    for table in manifest["tables"]:
-        figures.tables[table["name"]] = Digest(table["rows"], int(table["digest"], 16))
-    for key, entry in manifest["datasets"].items():
-        if entry.get("rows"):
-            figures.datasets[key] = Digest(entry["rows"], int(entry["digest"], 16))
-    return figures

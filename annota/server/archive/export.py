@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,14 +15,13 @@ from annota.errors import ConfigurationError
 from annota.server import db
 from annota.server.archive.fileformat import ArchiveWriter
 from annota.server.archive.snapshot import (
-    Figures,
     dataset_names,
     reflect,
     resolve_scope,
     revision_of,
     snapshot,
 )
-from annota.server.archive.tables import count_rows, read_rows
+from annota.server.archive.tables import count_rows, read_lines, read_rows
 from annota.server.schema.history import history
 
 
@@ -79,17 +79,13 @@ def export(settings: Settings, output: Path | None = None, *,
             specs = reflect(connection)
             progress.started("export", sum(count_rows(connection, [s.name for s in specs])
                                            .values()))
-            figures, writer = Figures(), ArchiveWriter(path)
+            writer = ArchiveWriter(path)
             result = ExportResult(path, revision, release)
             try:
                 for spec in specs:
-                    figures.start(spec)
-                    codec = spec.codec
                     with writer.member(spec) as member:
-                        for dataset, row in read_rows(connection, spec, scope):
-                            encoded = codec.encode(row)
-                            member.write(codec.line(encoded, dataset))
-                            figures.add(spec, dataset, encoded)
+                        for line in _lines(connection, spec, scope):
+                            member.write(line)
                             if member.rows % 1000 == 0:
                                 progress.advanced(1000)
                         progress.advanced(member.rows % 1000)
@@ -102,9 +98,7 @@ def export(settings: Settings, output: Path | None = None, *,
                     "scope": {"whole": scope.whole, "credentials": scope.credentials,
                               "dataset_ids": None if scope.whole
                               else [str(i) for i in scope.dataset_ids or []]},
-                    "digests": {n: {"digest": d.hex} for n, d in figures.tables.items()},
-                    "datasets": {k: {**v, **figures.datasets.get(k, _empty()).to_dict()}
-                                 for k, v in datasets.items()},
+                    "datasets": datasets,
                 })
             except BaseException:
                 writer.abort()
@@ -119,10 +113,15 @@ def export(settings: Settings, output: Path | None = None, *,
     return result
 
 
-def _empty() -> Any:
-    from annota.server.archive.values import Digest
-
-    return Digest()
+def _lines(connection: Any, spec: Any, scope: Any) -> Iterator[bytes]:
+    """A table's archive lines: built by PostgreSQL itself, or value by value."""
+    if connection.dialect.name == "postgresql":
+        for text in read_lines(connection, spec, scope):
+            yield text.encode() + b"\n"
+        return
+    codec = spec.codec
+    for dataset, row in read_rows(connection, spec, scope):
+        yield codec.line(codec.encode(row), dataset)
 
 
 def _output(output: Path | None, release: str) -> Path:

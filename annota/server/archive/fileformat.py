@@ -4,8 +4,8 @@
   values in the manifest's column order (``values.py`` says how each kind is encoded), then
   the id of the dataset the row belongs to (``null`` for users, workspaces, members);
 - ``manifest.json``, last: the format and its version, the annota version, release,
-  revision and dialect of the source, the time, the scope, and per table its columns,
-  kinds, row count, the member's SHA-256 and the rows' digest; per dataset its digest;
+  revision and dialect of the source, the time, the scope, per table its columns, kinds,
+  key, row count and the member's SHA-256, and the datasets' names;
 - the zip comment: the manifest's SHA-256.
 
 An archive is written to ``FILE.partial`` and renamed when complete, so a file under the
@@ -60,9 +60,7 @@ class ArchiveWriter:
 
     def finish(self, manifest: dict[str, Any]) -> None:
         manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest,
-                    "tables": [{**t, **manifest.get("digests", {}).get(t["name"], {})}
-                               for t in self.tables]}
-        manifest.pop("digests", None)
+                    "tables": self.tables}
         text = json.dumps(manifest, indent=1, sort_keys=True).encode()
         self.zip.writestr(MANIFEST, text)
         self.zip.comment = (_COMMENT + hashlib.sha256(text).hexdigest()).encode()
@@ -150,7 +148,7 @@ class Archive:
             tables = manifest["tables"]
             expected = [t["member"] for t in tables] + [MANIFEST]
             for t in tables:
-                (t["name"], t["columns"], t["kinds"], t["rows"], t["sha256"], t["digest"])
+                (t["name"], t["columns"], t["kinds"], t["key"], t["rows"], t["sha256"])
             manifest["revision"], manifest["datasets"]
         except (ValueError, KeyError, TypeError):
             raise self.invalid("not an annota archive (its manifest is not one)") from None

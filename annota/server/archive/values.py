@@ -179,6 +179,7 @@ class Codec:
         self.table = table
         self.converters = [(i, _ENCODERS[k]) for i, k in enumerate(kinds) if k != "text"]
         self.json = [i for i, k in enumerate(kinds) if k == "json"]
+        self.floats = [i for i, k in enumerate(kinds) if k == "float"]
         self.covered = [i for i, c in enumerate(hashed_columns(table, columns)) if c]
         self.all_covered = len(self.covered) == len(columns)
 
@@ -198,6 +199,9 @@ class Codec:
         for i in self.json:
             if values[i] is not None:
                 values[i] = canonical_json(values[i])
+        for i in self.floats:  # PostgreSQL writes the double 100.0 as 100
+            if isinstance(values[i], int):
+                values[i] = float(values[i])
         if not self.all_covered:
             values = [values[i] for i in self.covered]
         digest = hashlib.sha256(orjson.dumps([self.table, *values])).digest()

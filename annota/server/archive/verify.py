@@ -10,10 +10,10 @@ from pathlib import Path
 from annota.config import Settings
 from annota.errors import ArchiveMismatchError
 from annota.server import db
-from annota.server.archive.compare import Comparison, compare, figures_from_manifest
+from annota.server.archive.compare import Comparison, compare
 from annota.server.archive.export import NoProgress
 from annota.server.archive.load import _load_fresh, open_archive
-from annota.server.archive.snapshot import figures_of, reflect, revision_of, snapshot
+from annota.server.archive.snapshot import Figures, figures_of, reflect, revision_of, snapshot
 from annota.server.archive.sources import staged
 from annota.server.archive.tables import Scope
 from annota.server.schema.history import history
@@ -30,7 +30,7 @@ def verify(settings: Settings, path: Path, progress=None) -> Comparison:  # noqa
         scope = Scope(None if scope_info["whole"] else
                       [_uuid(i) for i in scope_info["dataset_ids"]], scope_info["credentials"])
         if manifest["revision"] == history().head.revision:
-            theirs = figures_from_manifest(manifest)
+            theirs = archive_figures(archive)
         else:
             source = stack.enter_context(staged(settings, archive, _load_fresh, progress))
             theirs = figures_of(source.connection, source.specs, scope)
@@ -47,6 +47,16 @@ def verify(settings: Settings, path: Path, progress=None) -> Comparison:  # noqa
             + (f" and {len(result.differences) - 8} more" if len(result.differences) > 8
                else ""), result)
     return result
+
+
+def archive_figures(archive) -> Figures:  # noqa: ANN001 - an open fileformat.Archive
+    """The counts and digests of an archive's rows, as ``figures_of`` a database's."""
+    figures = Figures()
+    for spec in archive.specs:
+        figures.start(spec)
+        for dataset, encoded, _values in archive.rows(spec.name):
+            figures.add(spec, dataset, encoded)
+    return figures
 
 
 def mismatch(message: str, comparison: Comparison) -> ArchiveMismatchError:
