@@ -22,6 +22,7 @@ from annota.server.archive.snapshot import (
     snapshot,
 )
 from annota.server.archive.tables import count_rows, read_lines, read_rows
+from annota.server.jobs.backfill_jobs import completed_everywhere
 from annota.server.schema.history import history
 
 
@@ -99,6 +100,10 @@ def export(settings: Settings, output: Path | None = None, *,
                               "dataset_ids": None if scope.whole
                               else [str(i) for i in scope.dataset_ids or []]},
                     "datasets": datasets,
+                    # derived data (status, agreement, counts) known current: import
+                    # need not recompute it for these
+                    "derived_current": sorted(completed_everywhere(connection)
+                                              & set(datasets)),
                 })
             except BaseException:
                 writer.abort()

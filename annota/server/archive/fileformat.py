@@ -208,6 +208,17 @@ class Archive:
             raise self.invalid(f"{table['member']} line {number}: "
                                f"{exc}") from None
 
+    def chunks(self, name: str, size: int = 1 << 20) -> Iterator[bytes]:
+        table = self.table(name)
+        if table is None:
+            return
+        try:
+            with self.zip.open(table["member"]) as stream:
+                while chunk := stream.read(size):
+                    yield chunk
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise self.invalid(f"{table['member']} cannot be read ({exc})") from None
+
     def close(self) -> None:
         self.zip.close()
 

@@ -30,6 +30,7 @@ from annota.server.archive.fileformat import Archive
 from annota.server.archive.merge import CONFLICTS, DatasetPlan, plan_merge, write
 from annota.server.archive.sources import ArchiveSource, Source, staged
 from annota.server.archive.tables import has_data
+from annota.server.jobs.backfill_jobs import mark_completed
 from annota.server.schema.history import history
 
 
@@ -45,6 +46,7 @@ class ImportResult:
     users: dict[str, int] = field(default_factory=dict)
     tables: dict[str, int] = field(default_factory=dict)
     reindexed: list[str] = field(default_factory=list)
+    derived_current: list[str] = field(default_factory=list)  # came current: not recomputed
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -54,7 +56,8 @@ class ImportResult:
                 "created_schema": self.created_schema,
                 "datasets": [d.to_dict() for d in self.datasets], "users": self.users,
                 "tables": self.tables, "rows": sum(self.tables.values()),
-                "reindexed": self.reindexed, "notes": self.notes,
+                "reindexed": self.reindexed, "derived_current": self.derived_current,
+                "notes": self.notes,
                 "seconds": round(self.seconds, 3)}
 
 
@@ -119,6 +122,11 @@ def import_archive(settings: Settings, path: Path, *, workspace: str | None = No
             progress.started("import", sum(t["rows"] for t in manifest["tables"]))
             try:
                 result.tables = write(connection, source, plan, progress)
+                current = (set(manifest["datasets"]) if result.staged
+                           else set(manifest.get("derived_current", [])))
+                unchanged = {d.id for d in plan.datasets if d.action == "unchanged"}
+                result.derived_current = sorted(current & (plan.writing | unchanged))
+                mark_completed(connection, sorted(current & plan.writing))
                 connection.commit()
             except sa.exc.IntegrityError as exc:
                 raise ImportConflictError(
@@ -164,24 +172,27 @@ def _imported(result: ImportResult) -> list[str]:
 
 
 def _derive(settings: Settings, result: ImportResult, progress) -> None:  # noqa: ANN001
-    """Recompute the imported datasets' derived data (record status, agreement, completed
-    counts) with the backfills, in this process. They write only what differs, so on a
-    consistent archive they only read; they leave COMPLETED jobs behind, so the target's
-    next upgrade has nothing to run for these datasets."""
+    """Recompute, with the backfills in this process, the derived data (record status,
+    agreement, completed counts) of the imported datasets the archive does not vouch for
+    (their backfills had not all completed at the source). They write only what differs
+    and leave COMPLETED jobs behind; the others got COMPLETED jobs in the import's
+    transaction."""
     from annota.errors import BackfillsFailedError
     from annota.server.jobs import runner
     from annota.server.jobs.backfills import BACKFILLS
 
-    for dataset_id in _imported(result):
+    todo = [d for d in _imported(result) if d not in result.derived_current]
+    for dataset_id in todo:
         for name in BACKFILLS:
-            run = runner.run(settings, name, dataset_id=dataset_id, force=True, inline=True)
+            run = runner.run(settings, name, dataset_id=dataset_id, force=True, inline=True,
+                             poll=0.05)
             if run.final and not run.ok:
                 raise BackfillsFailedError(
                     f"the data was imported, but backfill {name} did not complete on "
                     f"dataset {dataset_id}; run 'annota server database backfills run "
                     f"{name} --dataset-id {dataset_id} --force'")
-    if _imported(result):
-        progress.note(f"derived data recomputed for {len(_imported(result))} dataset(s)")
+    if todo:
+        progress.note(f"derived data recomputed for {len(todo)} dataset(s)")
 
 
 def _reindex(settings: Settings, result: ImportResult, reindex: bool | None) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from annota.errors import ImportConflictError, InvalidArchiveError
+from annota.server.archive import bulk
 from annota.server.archive.snapshot import figures_of
 from annota.server.archive.sources import Source
 from annota.server.archive.tables import Scope, TableSpec, reflect, write_rows
@@ -208,6 +209,13 @@ def write(connection: sa.Connection, source: Source, plan: MergePlan,
             raise InvalidArchiveError(
                 f"the archive's table {spec.name} does not match this database's at the "
                 "same revision; nothing was written")
+        chunks = getattr(source, "chunks", None)
+        if chunks is not None and bulk.usable(connection, have):
+            written[spec.name] = bulk.copy_member(connection, chunks(spec.name), spec, have,
+                                                  writing, plan.users)
+            if progress:
+                progress.advanced(written[spec.name])
+            continue
         order = [spec.index(c) for c in have.columns]
         rows = (plan.remap(spec, v) for v in _chosen(spec, source, plan, writing))
         written[spec.name] = write_rows(connection, have, _counted(

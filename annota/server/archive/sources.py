@@ -35,6 +35,10 @@ class ArchiveSource:
         for dataset, _encoded, values in self.archive.rows(spec.name):
             yield dataset, values
 
+    def chunks(self, name: str) -> Iterator[bytes]:
+        """A member's bytes as they are (checked already: ``Archive.check``)."""
+        return self.archive.chunks(name)
+
 
 class DatabaseSource:
     def __init__(self, connection: sa.Connection) -> None:

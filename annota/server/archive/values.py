@@ -151,7 +151,7 @@ def decode(kind: str, value: Any) -> Any:
     if kind == "json":
         if not isinstance(value, str):
             raise ValueError("a JSON document must be archived as its text")
-        json.loads(value)  # valid JSON, or the member is not one annota wrote
+        orjson.loads(value)  # valid JSON, or the member is not one annota wrote
         return value
     if kind == "float":
         if isinstance(value, str) and value in _NONFINITE:

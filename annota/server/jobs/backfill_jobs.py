@@ -330,3 +330,37 @@ def jobs(connection: sa.Connection, *, name: str | None = None, status: str | No
     if dataset_id is not None:
         query = query.where(JOBS.c.dataset_id == dataset_row(connection, dataset_id).id)
     return [dict(row._mapping) for row in connection.execute(query)]
+
+
+def completed_everywhere(connection: sa.Connection) -> set[str]:
+    """The datasets (ids as text) whose every backfill has COMPLETED at its current
+    version: their derived data is current (writes keep it so from then on)."""
+    if not sa.inspect(connection).has_table(JOBS.name):
+        return set()
+    done: dict[str, int] = {}
+    for name in BACKFILLS:
+        rows = connection.execute(sa.select(JOBS.c.dataset_id).where(
+            JOBS.c.name == name, JOBS.c.status == COMPLETED,
+            JOBS.c.version == backfill(name).version)).scalars().all()
+        for dataset in rows:
+            done[str(dataset)] = done.get(str(dataset), 0) + 1
+    return {d for d, n in done.items() if n == len(BACKFILLS)}
+
+
+def mark_completed(connection: sa.Connection, dataset_ids: list[str]) -> None:
+    """Record every backfill as COMPLETED on these datasets, whose derived data is known
+    current (an import of a consistent snapshot): nothing is left for them to run."""
+    if not dataset_ids:
+        return
+    ids = [uuid.UUID(d) for d in dataset_ids]
+    records = (sa.select(sa.func.count()).select_from(m.Record.__table__)
+               .where(m.Record.__table__.c.dataset_id == JOBS.c.dataset_id)
+               .scalar_subquery())
+    now = m.utcnow()
+    for name in BACKFILLS:
+        ensure_jobs(connection, name)
+        connection.execute(sa.update(JOBS).where(JOBS.c.name == name,
+                                                 JOBS.c.dataset_id.in_(ids)).values(
+            status=COMPLETED, version=backfill(name).version, cursor=None,
+            processed=records, total=records, last_error=None, finished_at=now,
+            updated_at=now))
