@@ -105,9 +105,18 @@ def _timestamp(value: datetime) -> str:
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
+_HEX32 = re.compile(r"[0-9a-fA-F]{32}")
+
+
 def uuid_text(value: Any) -> str:
     """A UUID as ``8-4-4-4-12`` lower-case hex, from a UUID, that text, or 32 hex digits
     (SQLite's storage)."""
+    if type(value) is str:  # a database's text: PostgreSQL's, or SQLite's 32 hex digits
+        if len(value) == 36 and value[8] == "-":
+            return value.lower()
+        if len(value) == 32 and _HEX32.fullmatch(value):
+            h = value.lower()
+            return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
     if isinstance(value, uuid.UUID):
         return str(value)
     text = str(value).lower()
@@ -228,12 +237,21 @@ _LONG_NUMBER = re.compile(r"\d{16}")
 
 def _numbers(value: Any) -> Any:
     if isinstance(value, float):
-        return orjson.Fragment(_decimal(Decimal(repr(value))))
+        return orjson.Fragment(_float_decimal(value))
     if isinstance(value, dict):
         return {k: _numbers(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_numbers(v) for v in value]
     return value
+
+
+def _float_decimal(value: float) -> str:
+    """``_decimal(Decimal(repr(value)))``, without Decimal when repr has no exponent."""
+    text = repr(value)
+    if "e" in text or "n" in text:  # an exponent, inf, nan
+        return _decimal(Decimal(text))
+    text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("", "-", "-0") else text
 
 
 def _decimal(value: Decimal) -> str:
