@@ -97,13 +97,14 @@ def insert_instance(connection: sa.Connection, rows: dict[str, list[dict[str, An
                 for r in rows[table.name]])
 
 
-def figures(url: str) -> Figures:
-    """Every table's and dataset's count and digest, as an export computes them."""
+def figures(url: str, primary: bool = False) -> Figures:
+    """Every table's and dataset's count and digest, as verify computes them (``primary``:
+    derived values left out)."""
     parsed = DatabaseURL.parse(url)
     database = db.open_database(parsed)
     try:
         with snapshot(database, parsed) as connection:
-            return figures_of(connection, reflect(connection), Scope())
+            return figures_of(connection, reflect(connection), Scope(), primary)
     finally:
         database.dispose()
 

@@ -176,8 +176,10 @@ def _plan_datasets(plan: MergePlan, target: sa.Connection | None, source: Source
 
 def _identical(plan: MergePlan, target: sa.Connection, source: Source,
                specs: dict[str, TableSpec], dataset: str) -> bool:
-    """The target's dataset equals the source's (rows mapped as they would be written)."""
-    ours = figures_of(target, reflect(target), Scope([dataset], credentials=False))
+    """The target's dataset holds the source's data (rows mapped as they would be written;
+    derived values aside, which an import may have recomputed)."""
+    ours = figures_of(target, reflect(target), Scope([dataset], credentials=False),
+                      primary=True)
     theirs = Digest()
     for spec in specs.values():
         if not _dataset_bound(spec):
@@ -185,7 +187,9 @@ def _identical(plan: MergePlan, target: sa.Connection, source: Source,
         for row_dataset, values in source.rows(spec):
             if row_dataset == dataset:
                 mapped = plan.remap(spec, values)
-                theirs.add(spec.codec.hash(spec.codec.encode(mapped)))
+                value = spec.codec.hash(spec.codec.encode(mapped), primary=True)
+                if value:
+                    theirs.add(value)
     return ours.datasets.get(str(dataset), Digest()) == theirs
 
 

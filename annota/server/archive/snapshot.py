@@ -83,9 +83,12 @@ class Figures:
 
     tables: dict[str, Digest] = field(default_factory=dict)
     datasets: dict[str, Digest] = field(default_factory=dict)
+    primary: bool = False  # derived values left out (is this the same data, imported?)
 
     def add(self, spec: TableSpec, dataset: str | None, encoded: list[Any]) -> None:
-        value = spec.codec.hash(encoded)
+        value = spec.codec.hash(encoded, self.primary)
+        if self.primary and value == 0:
+            return
         self.tables[spec.name].add(value)
         if dataset is not None:
             self.datasets.setdefault(str(dataset), Digest()).add(value)
@@ -107,10 +110,11 @@ def dataset_names(connection: sa.Connection, scope: Scope) -> dict[str, dict[str
     return out
 
 
-def figures_of(connection: sa.Connection, specs: list[TableSpec], scope: Scope) -> Figures:
+def figures_of(connection: sa.Connection, specs: list[TableSpec], scope: Scope,
+               primary: bool = False) -> Figures:
     """The counts and digests of the database's rows in ``scope``, as an export computes
     them (the other side of ``verify`` and ``copy``)."""
-    figures = Figures()
+    figures = Figures(primary=primary)
     for spec in specs:
         figures.start(spec)
         if connection.dialect.name == "postgresql":  # lines built by the server

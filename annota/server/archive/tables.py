@@ -171,7 +171,7 @@ def read_rows(connection: sa.Connection, spec: TableSpec, scope: Scope
     """(dataset id, the row's Python values) in key order, streamed; UUIDs as text."""
     columns, owner, shape = _selected(connection, spec, scope)
     query = shape(sa.select(*columns, owner.label("_dataset")))
-    result = connection.execution_options(yield_per=READ_BATCH).execute(query)
+    result = connection.execute(query.execution_options(yield_per=READ_BATCH))
     uuids = [i for i, k in enumerate(spec.kinds) if k == "uuid"]
     for row in result:
         values = list(row)
@@ -193,8 +193,8 @@ def read_lines(connection: sa.Connection, spec: TableSpec, scope: Scope) -> Iter
             column = sa.func.to_char(column, 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
         values.append(column)
     line = sa.cast(sa.func.json_build_array(*values, owner), sa.Text)
-    result = connection.execution_options(yield_per=READ_BATCH).execute(
-        shape(sa.select(line)))
+    result = connection.execute(shape(sa.select(line)).execution_options(
+        yield_per=READ_BATCH))
     for (text,) in result:
         yield text
 

@@ -191,6 +191,9 @@ class Codec:
         self.floats = [i for i, k in enumerate(kinds) if k == "float"]
         self.covered = [i for i, c in enumerate(hashed_columns(table, columns)) if c]
         self.all_covered = len(self.covered) == len(columns)
+        derived = DERIVED_COLUMNS.get(table, set())
+        self.primary = None if table in DERIVED else [
+            i for i in self.covered if columns[i] not in derived]
 
     def encode(self, row: Any) -> list[Any]:
         out = list(row)
@@ -202,8 +205,11 @@ class Codec:
     def line(self, encoded: list[Any], dataset: Any) -> bytes:
         return orjson.dumps([*encoded, None if dataset is None else str(dataset)]) + b"\n"
 
-    def hash(self, encoded: list[Any]) -> int:
-        """The row's SHA-256 over its table's name and its canonical values."""
+    def hash(self, encoded: list[Any], primary: bool = False) -> int:
+        """The row's SHA-256 over its table's name and its canonical values (``primary``:
+        derived values left out; 0 for a row of a derived table)."""
+        if primary and self.primary is None:
+            return 0
         values = list(encoded)
         for i in self.json:
             if values[i] is not None:
@@ -211,7 +217,9 @@ class Codec:
         for i in self.floats:  # PostgreSQL writes the double 100.0 as 100
             if isinstance(values[i], int):
                 values[i] = float(values[i])
-        if not self.all_covered:
+        if primary:
+            values = [values[i] for i in self.primary]
+        elif not self.all_covered:
             values = [values[i] for i in self.covered]
         digest = hashlib.sha256(orjson.dumps([self.table, *values])).digest()
         return int.from_bytes(digest, "big")
@@ -277,6 +285,8 @@ def _dump(value: Any) -> str:
 # derived rows (agreement) are recomputed with new ids and clocks whenever a backfill runs:
 # they are compared by what they say, not by those
 DERIVED = {"record_agreements", "question_agreements"}
+# derived columns of primary tables: what a backfill may change in them
+DERIVED_COLUMNS = {"records": {"status"}, "datasets": {"completed_records"}}
 _CLOCKS = {"id", "inserted_at", "updated_at"}
 
 

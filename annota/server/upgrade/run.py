@@ -15,7 +15,7 @@ from annota.errors import AnnotaError, BackfillsFailedError, ReindexError, Relea
 from annota.server import db
 from annota.server.schema import async_migrations
 from annota.server.schema import migrate as migrations
-from annota.server.schema.history import history
+from annota.server.schema.history import JOBS_TABLES_REVISION, history
 from annota.server.upgrade.plan import PARTS, UpgradePlan, plan_upgrade
 
 
@@ -111,8 +111,11 @@ def _run_parts(settings: Settings, plan: UpgradePlan, result: UpgradeResult,
                reporter: UpgradeReporter, *, confirm, force: bool) -> UpgradeResult:  # noqa: ANN001
     steps = [("schema", _schema), ("async", _async), ("backfills", _backfills),
              ("search", _search)]
+    hist = history()
+    # before the jobs tables exist (an upgrade to a 1.x release) there are no jobs to run
+    no_jobs = hist.position(plan.end) < hist.position(JOBS_TABLES_REVISION)
     skipped = {"schema": not plan.schema.steps,  # and, after a downgrade, all but schema
-               "async": plan.downgrade, "backfills": plan.downgrade,
+               "async": plan.downgrade or no_jobs, "backfills": plan.downgrade or no_jobs,
                "search": plan.end != history().head.revision}
     for part, run in steps:
         if part not in plan.parts or skipped[part]:
