@@ -136,16 +136,18 @@ def env_for(url: str, home: Path) -> dict[str, str]:
             "ANNOTA_HOME": str(home), "ANNOTA_DATABASE_URL": url}
 
 
-def peak_rss(records: int, work: Path, server: str) -> int:
-    """The peak RSS (KiB) of an export of ``records`` records from PostgreSQL, measured
-    in a child of its own (ru_maxrss of children is the largest child so far)."""
+def peak_rss(records: int, work: Path, server: str, target: str | None = None) -> int:
+    """The peak RSS (KiB) of an export of ``records`` records from PostgreSQL (``target``,
+    else a database seeded here), measured in a child of its own (ru_maxrss of children
+    is the largest child so far)."""
     code = ("import resource,subprocess,sys;subprocess.run(sys.argv[1:],check=True,"
             "capture_output=True);print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
-    sqlite = f"sqlite:///{work / f'rss-{records}.db'}"
-    seed(sqlite, records)
-    target = fresh_db(server)
-    subprocess.run(annota("copy", "--to", target, "--yes", url=sqlite), check=True,
-                   env=env_for(sqlite, work), capture_output=True)
+    if target is None:
+        sqlite = f"sqlite:///{work / f'rss-{records}.db'}"
+        seed(sqlite, records)
+        target = fresh_db(server)
+        subprocess.run(annota("copy", "--to", target, "--yes", url=sqlite), check=True,
+                       env=env_for(sqlite, work), capture_output=True)
     out = subprocess.run([sys.executable, "-c", code, *annota(
         "export", "-o", str(work / f"rss-{records}.annota"), url=target)],
         env=env_for(target, work), capture_output=True, text=True, check=True)
@@ -197,7 +199,7 @@ def main() -> None:
           f"pg_restore/annota = {restore_s / import_s:.2f} (target >= 0.5)")
 
     small = peak_rss(opts.rss_records, work, server)
-    large = peak_rss(opts.records, work, server)
+    large = peak_rss(opts.records, work, server, ours_db)
     print(f"(d) export peak RSS: {small / 1024:.0f} MiB at {opts.rss_records} records, "
           f"{large / 1024:.0f} MiB at {opts.records}; ratio {large / small:.2f} (flat: ~1)")
 
