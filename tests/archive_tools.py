@@ -76,7 +76,10 @@ def instances(draw: st.DrawFn) -> dict[str, list[dict[str, Any]]]:
                              external_id=draw(st.none() | TEXT), status="pending",
                              dataset_id=dataset)
                 for user in draw(st.lists(st.sampled_from(users), unique=True)) if users else []:
-                    add("responses", values=draw(st.none() | JSON), status=draw(
+                    # values as the API stores them (the agreement backfill reads them)
+                    add("responses", values=draw(st.none() | st.fixed_dictionaries(
+                        {"label": st.fixed_dictionaries({"value": st.sampled_from("ab")})})),
+                        status=draw(
                         st.sampled_from(["draft", "submitted", "discarded"])),
                         record_id=record, user_id=user)
                 if draw(st.booleans()):

@@ -96,6 +96,9 @@ def test_round_trip_sqlite_postgresql_sqlite(tmp_path_factory, postgres_server_u
         result = copy(settings_for(tmp, first), DatabaseURL.parse(pg_copy),
                       confirm=lambda *_: True)
         assert result.comparison.equal and not result.already
+        # the copy's derived data is vouched for, as the source's was
+        assert _manifest(export(settings_for(tmp, pg_copy), tmp / "four.annota").path
+                         )["derived_current"] == sorted(before.datasets)
         back = _sqlite(tmp, "back.db")
         copy(settings_for(tmp, pg_copy), DatabaseURL.parse(back), confirm=lambda *_: True)
         assert figures(pg_copy) == before and figures(back) == before

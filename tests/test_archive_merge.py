@@ -151,3 +151,28 @@ def test_upgrade_writes_a_backup_keeps_the_newest_and_names_it_on_failure(tmp_pa
     restored = fresh.run("server", "database", "import", str(newest), "--no-reindex")
     assert restored.returncode == 0, restored.stderr
     assert _count(f"sqlite:///{tmp_path / 'fresh.db'}", "records") == 5
+
+
+def test_edges_are_one_line_with_their_codes_and_secrets_masked(tmp_path, postgres_url):
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    annota = Annota(make_env(tmp_path, url))
+    empty = annota.run("server", "database", "export", "-o", str(tmp_path / "x.annota"))
+    assert empty.returncode == 3 and empty.stderr.count("\n") == 1, empty.stderr
+    assert not (tmp_path / "x.annota").exists()
+    missing = annota.run("server", "database", "import", str(tmp_path / "nope.annota"))
+    assert missing.returncode == 17 and missing.stderr.count("\n") == 1, missing.stderr
+    _seeded(tmp_path, "seeded", url, "q")
+    secret = "s3cret-Pass-word"
+    wrong = postgres_url.replace("annota-test-secret", secret)
+    refused = annota.run("server", "database", "copy", "--to", wrong, "--yes")
+    assert refused.returncode == 5, refused.stderr
+    assert secret not in refused.stderr + refused.stdout and "***" in refused.stderr
+    same = annota.run("server", "database", "copy", "--to", url, "--yes")
+    assert same.returncode == 2 and same.stderr.count("\n") == 1, same.stderr
+    # a target with other data is refused, and left as it was
+    other = _seeded(tmp_path, "other", postgres_url, "r")
+    assert other is not None
+    before = _state(postgres_url)
+    busy = annota.run("server", "database", "copy", "--to", postgres_url, "--yes")
+    assert busy.returncode == 20, busy.stderr
+    assert _state(postgres_url) == before

@@ -35,6 +35,7 @@ from annota.server.archive.tables import (
     reflect,
     write_rows,
 )
+from annota.server.jobs.backfill_jobs import completed_everywhere, mark_completed
 from annota.urls import DatabaseURL
 
 
@@ -145,6 +146,9 @@ def _write_and_check(source: sa.Connection, specs: list, to: DatabaseURL, progre
             progress.finished()
             comparison = compare(ours, figures_of(target, list(have.values()), Scope()),
                                  "source", "target")
+            # the source's finished backfills hold on the copy too: its derived data is the
+            # source's, current (without this, the next export would not vouch for it)
+            mark_completed(target, sorted(completed_everywhere(source)))
             if not comparison.equal:
                 target.rollback()
                 raise mismatch(f"the copy in {to.masked} differs from the source ("
