@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -176,12 +178,9 @@ def copy_command(to: str, yes: bool, as_json: bool) -> None:
     from annota.urls import DatabaseURL
 
     target = DatabaseURL.parse(to, setting="--to")
-    try:
+    with _differences_shown(as_json):
         result = copy(settings(), target, progress=_progress(as_json), confirm=_consent(
             yes, f"Copy into {target.masked}?", f"refusing to write {target.masked}"))
-    except ArchiveMismatchError as exc:
-        _print_comparison(getattr(exc, "comparison", None), as_json)
-        raise
     if as_json:
         echo_json(result.to_dict())
         return
@@ -206,16 +205,23 @@ def verify_command(archive: Path, as_json: bool) -> None:
     """
     from annota.server.archive.verify import verify
 
-    try:
+    with _differences_shown(as_json):
         result = verify(settings(), archive)
-    except ArchiveMismatchError as exc:
-        _print_comparison(getattr(exc, "comparison", None), as_json)
-        raise
     if as_json:
         echo_json(result.to_dict())
         return
     _print_comparison(result, False)
     click.echo(f"{archive} equals the database.")
+
+
+@contextmanager
+def _differences_shown(as_json: bool) -> Iterator[None]:
+    """On ArchiveMismatchError, print what differs (table, or JSON), then let it exit."""
+    try:
+        yield
+    except ArchiveMismatchError as exc:
+        _print_comparison(getattr(exc, "comparison", None), as_json)
+        raise
 
 
 def _print_comparison(comparison, as_json: bool) -> None:  # noqa: ANN001

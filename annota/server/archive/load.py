@@ -108,7 +108,8 @@ def import_archive(settings: Settings, path: Path, *, workspace: str | None = No
             from annota.server.schema.migrate import migrate
 
             migrate(settings, "head")
-        database = stack.enter_context(_engine(url))
+        database = db.open_database(url)
+        stack.callback(database.dispose)
         with db.connect(db.writable(database), url) as connection:
             plan = plan_merge(connection, source, workspace=workspace,
                               on_conflict=on_conflict)
@@ -135,8 +136,6 @@ def import_archive(settings: Settings, path: Path, *, workspace: str | None = No
                 ) from None
             finally:
                 progress.finished()
-        result.users = {"created": len(plan.new_users),
-                        "matched": len(plan.users) - len(plan.new_users)}
     _derive(settings, result, progress)
     _reindex(settings, result, reindex)
     result.seconds = time.perf_counter() - started
@@ -154,17 +153,6 @@ def _planned(result: ImportResult, plan, started: float) -> ImportResult:  # noq
 def _load_fresh(settings: Settings, source: Source, connection: sa.Connection) -> None:
     """Every row of ``source`` into an empty database (staging), ids kept."""
     write(connection, source, plan_merge(None, source, workspace=None, on_conflict="fail"))
-
-
-class _engine:
-    def __init__(self, url) -> None:  # noqa: ANN001
-        self.database = db.open_database(url)
-
-    def __enter__(self) -> sa.Engine:
-        return self.database
-
-    def __exit__(self, *_: object) -> None:
-        self.database.dispose()
 
 
 def _imported(result: ImportResult) -> list[str]:

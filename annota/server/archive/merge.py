@@ -78,10 +78,6 @@ class MergePlan:
 _MAPPED_TABLES = ("users", "workspaces", "workspaces_users", "datasets", "responses")
 
 
-def _uuid(value: Any) -> str:
-    return uuid_text(value)
-
-
 def _pairs(connection: sa.Connection, sql: str) -> list[tuple[Any, ...]]:
     return [tuple(r) for r in connection.execute(sa.text(sql)).all()]
 
@@ -92,7 +88,7 @@ def plan_merge(target: sa.Connection | None, source: Source, *, workspace: str |
     plan = MergePlan()
     specs = {s.name: s for s in source.specs}
     users = _pairs(target, "SELECT username, id FROM users") if target is not None else []
-    by_username = {name: _uuid(i) for name, i in users}
+    by_username = {name: uuid_text(i) for name, i in users}
     plan.used_ids["users"] = set(by_username.values())
     for values in _source_rows(source, specs["users"]):
         row = dict(zip(specs["users"].columns, values, strict=True))
@@ -102,7 +98,7 @@ def plan_merge(target: sa.Connection | None, source: Source, *, workspace: str |
         plan.users[row["id"]] = _free(row["id"], plan.used_ids["users"])
         plan.new_users.add(row["id"])
     spaces = _pairs(target, "SELECT name, id FROM workspaces") if target is not None else []
-    by_name = {name: _uuid(i) for name, i in spaces}
+    by_name = {name: uuid_text(i) for name, i in spaces}
     plan.used_ids["workspaces"] = set(by_name.values())
     source_spaces = {row[0]: row[1] for row in (
         (v[specs["workspaces"].index("id")], v[specs["workspaces"].index("name")])
@@ -117,9 +113,9 @@ def plan_merge(target: sa.Connection | None, source: Source, *, workspace: str |
         by_name[workspace] = str(uuid.uuid4())
         plan.new_workspaces[by_name[workspace]] = workspace
     if target is not None:
-        plan.members = {(_uuid(w), _uuid(u)) for w, u in _pairs(
+        plan.members = {(uuid_text(w), uuid_text(u)) for w, u in _pairs(
             target, "SELECT workspace_id, user_id FROM workspaces_users")}
-        plan.used_ids["workspaces_users"] = {_uuid(i) for (i,) in _pairs(
+        plan.used_ids["workspaces_users"] = {uuid_text(i) for (i,) in _pairs(
             target, "SELECT id FROM workspaces_users")}
     _plan_datasets(plan, target, source, specs, by_name, source_spaces, on_conflict)
     return plan
@@ -142,7 +138,7 @@ def _plan_datasets(plan: MergePlan, target: sa.Connection | None, source: Source
     spec = specs["datasets"]
     existing: dict[str, tuple[str, str]] = {}
     if target is not None:
-        existing = {_uuid(i): (n, _uuid(w)) for i, n, w in _pairs(
+        existing = {uuid_text(i): (n, uuid_text(w)) for i, n, w in _pairs(
             target, "SELECT id, name, workspace_id FROM datasets")}
     by_name = {(n, w): i for i, (n, w) in existing.items()}
     names = {v: k for k, v in spaces.items()}

@@ -59,7 +59,7 @@ def resolve_scope(connection: sa.Connection, workspaces: tuple[str, ...],
                                     {"n": name}).first()
         if exists is None:
             raise NotFoundError(f"no workspace named {name!r}")
-        ids += [_uuid(i) for i in found]
+        ids += [uuid_text(i) for i in found]
     datasets = sa.table("datasets", sa.column("id", AnyUuid()))
     for text in dataset_ids:
         try:
@@ -71,10 +71,6 @@ def resolve_scope(connection: sa.Connection, workspaces: tuple[str, ...],
             raise NotFoundError(f"no dataset with id {text}")
         ids.append(wanted)
     return Scope(sorted(set(ids)), False)
-
-
-def _uuid(value: Any) -> str:
-    return uuid_text(value)
 
 
 @dataclass
@@ -104,7 +100,7 @@ def dataset_names(connection: sa.Connection, scope: Scope) -> dict[str, dict[str
     wanted = None if scope.whole else {str(i) for i in scope.dataset_ids or []}
     out = {}
     for id_, name, workspace in rows:
-        key = _uuid(id_)
+        key = uuid_text(id_)
         if wanted is None or key in wanted:
             out[key] = {"name": name, "workspace": workspace}
     return out

@@ -16,6 +16,7 @@ from annota.server.archive.load import _load_fresh, open_archive
 from annota.server.archive.snapshot import Figures, figures_of, reflect, revision_of, snapshot
 from annota.server.archive.sources import staged
 from annota.server.archive.tables import Scope
+from annota.server.archive.values import uuid_text
 from annota.server.schema.history import history
 
 
@@ -28,7 +29,7 @@ def verify(settings: Settings, path: Path, progress=None) -> Comparison:  # noqa
         archive.check()
         scope_info = manifest["scope"]
         scope = Scope(None if scope_info["whole"] else
-                      [_uuid(i) for i in scope_info["dataset_ids"]], scope_info["credentials"])
+                      [uuid_text(i) for i in scope_info["dataset_ids"]], scope_info["credentials"])
         if manifest["revision"] == history().head.revision:
             theirs = archive_figures(archive)
         else:
@@ -65,7 +66,3 @@ def mismatch(message: str, comparison: Comparison) -> ArchiveMismatchError:
     return error
 
 
-def _uuid(text: str) -> str:
-    from annota.server.archive.values import uuid_text
-
-    return uuid_text(text)
