@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from annota.server.archive.tables import TableSpec
+from annota.server.archive.tables import CSV_LINES, TableSpec
 
-# JSON text never holds a raw control character, so with these as CSV's delimiter and
-# quote every line is one field, byte for byte
-_COPY = "COPY annota_import_lines (line) FROM STDIN (FORMAT csv, DELIMITER E'\\x1f', " \
-        "QUOTE E'\\x1e')"
+_COPY = f"COPY annota_import_lines (line) FROM STDIN {CSV_LINES}"
 _CASTS = {"uuid": "uuid", "timestamp": "timestamp", "float": "float8", "int": "bigint",
           "bool": "boolean"}
 

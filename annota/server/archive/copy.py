@@ -26,6 +26,7 @@ from annota.errors import (
 from annota.server import db
 from annota.server.archive.compare import Comparison, compare
 from annota.server.archive.export import NoProgress
+from annota.server.archive.rebuild import indexes_built_after
 from annota.server.archive.snapshot import Figures, figures_of, revision_of, snapshot
 from annota.server.archive.tables import (
     Scope,
@@ -84,9 +85,9 @@ def copy(settings: Settings, to: DatabaseURL, *, confirm=None, progress=None  # 
 
                 db.dialect_for(to).prepare(to)
                 migrate(target_settings, revision, confirm=lambda _plan: True)
-            progress.started("copy", sum(count_rows(source, [s.name for s in specs])
-                                         .values()))
-            result.comparison = _write_and_check(source, specs, to, progress)
+            counts = count_rows(source, [s.name for s in specs])
+            progress.started("copy", sum(counts.values()))
+            result.comparison = _write_and_check(source, specs, counts, to, progress)
     finally:
         source_db.dispose()
     result.seconds = time.perf_counter() - started
@@ -122,8 +123,8 @@ def _already(result: CopyResult, source: sa.Connection, specs: list, to: Databas
     return result
 
 
-def _write_and_check(source: sa.Connection, specs: list, to: DatabaseURL, progress
-                     ) -> Comparison:  # noqa: ANN001
+def _write_and_check(source: sa.Connection, specs: list, counts: dict[str, int],
+                     to: DatabaseURL, progress) -> Comparison:  # noqa: ANN001
     from annota.server.archive.verify import mismatch
 
     database = db.open_database(to)
@@ -131,18 +132,8 @@ def _write_and_check(source: sa.Connection, specs: list, to: DatabaseURL, progre
         with db.connect(db.writable(database), to) as target:
             have = {s.name: s for s in reflect(target)}
             ours = Figures()
-            for spec in specs:
-                ours.start(spec)
-                order = [spec.index(c) for c in have[spec.name].columns]
-
-                def rows(spec=spec, order=order):  # noqa: ANN001, ANN202
-                    for n, (dataset, row) in enumerate(read_rows(source, spec, Scope()), 1):
-                        ours.add(spec, dataset, spec.codec.encode(row))
-                        if n % 1000 == 0:
-                            progress.advanced(1000)
-                        yield [row[i] for i in order]
-
-                write_rows(target, have[spec.name], rows())
+            with indexes_built_after(target, counts):
+                _write(source, specs, have, target, ours, progress)
             progress.finished()
             comparison = compare(ours, figures_of(target, list(have.values()), Scope()),
                                  "source", "target")
@@ -158,3 +149,20 @@ def _write_and_check(source: sa.Connection, specs: list, to: DatabaseURL, progre
             return comparison
     finally:
         database.dispose()
+
+
+def _write(source: sa.Connection, specs: list, have: dict, target: sa.Connection,
+           ours: Figures, progress) -> None:  # noqa: ANN001
+    """Every source row into the target, each hashed on the way (the source's figures)."""
+    for spec in specs:
+        ours.start(spec)
+        order = [spec.index(c) for c in have[spec.name].columns]
+
+        def rows(spec=spec, order=order):  # noqa: ANN001, ANN202
+            for n, (dataset, row) in enumerate(read_rows(source, spec, Scope()), 1):
+                ours.add(spec, dataset, spec.codec.encode(row))
+                if n % 1000 == 0:
+                    progress.advanced(1000)
+                yield [row[i] for i in order]
+
+        write_rows(target, have[spec.name], rows())

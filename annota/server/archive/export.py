@@ -121,8 +121,7 @@ def export(settings: Settings, output: Path | None = None, *,
 def _lines(connection: Any, spec: Any, scope: Any) -> Iterator[bytes]:
     """A table's archive lines: built by PostgreSQL itself, or value by value."""
     if connection.dialect.name == "postgresql":
-        for text in read_lines(connection, spec, scope):
-            yield text.encode() + b"\n"
+        yield from read_lines(connection, spec, scope)
         return
     codec = spec.codec
     for dataset, row in read_rows(connection, spec, scope):

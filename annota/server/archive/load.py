@@ -122,7 +122,8 @@ def import_archive(settings: Settings, path: Path, *, workspace: str | None = No
                     "pass --yes to confirm")
             progress.started("import", sum(t["rows"] for t in manifest["tables"]))
             try:
-                result.tables = write(connection, source, plan, progress)
+                result.tables = write(connection, source, plan, progress, expected={
+                    t["name"]: t["rows"] for t in manifest["tables"]})
                 current = (set(manifest["datasets"]) if result.staged
                            else set(manifest.get("derived_current", [])))
                 unchanged = {d.id for d in plan.datasets if d.action == "unchanged"}

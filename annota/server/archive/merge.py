@@ -23,6 +23,7 @@ import sqlalchemy as sa
 
 from annota.errors import ImportConflictError, InvalidArchiveError
 from annota.server.archive import bulk
+from annota.server.archive.rebuild import indexes_built_after
 from annota.server.archive.snapshot import figures_of
 from annota.server.archive.sources import Source
 from annota.server.archive.tables import Scope, TableSpec, reflect, write_rows
@@ -194,10 +195,18 @@ def _dataset_bound(spec: TableSpec) -> bool:
         "users", "workspaces", "workspaces_users")
 
 
-def write(connection: sa.Connection, source: Source, plan: MergePlan,
-          progress=None) -> dict[str, int]:  # noqa: ANN001
-    """Write the plan's rows in one transaction (the caller's); rows written per table."""
-    target = {s.name: s for s in reflect(connection)}
+def write(connection: sa.Connection, source: Source, plan: MergePlan, progress=None,  # noqa: ANN001
+          expected: dict[str, int] | None = None) -> dict[str, int]:
+    """Write the plan's rows in one transaction (the caller's); rows written per table.
+    ``expected``: rows to come per table (the big ones into empty tables load without
+    their indexes, built after)."""
+    target = {s.name: s for s in reflect(connection)}  # before any index is dropped
+    with indexes_built_after(connection, expected or {}):
+        return _write(connection, source, plan, target, progress)
+
+
+def _write(connection: sa.Connection, source: Source, plan: MergePlan,
+           target: dict[str, TableSpec], progress) -> dict[str, int]:  # noqa: ANN001
     if plan.replaced:
         datasets = sa.table("datasets", sa.column("id", AnyUuid()))
         connection.execute(sa.delete(datasets).where(datasets.c.id.in_(plan.replaced)))

@@ -115,7 +115,7 @@ def figures_of(connection: sa.Connection, specs: list[TableSpec], scope: Scope,
         figures.start(spec)
         if connection.dialect.name == "postgresql":  # lines built by the server
             for line in read_lines(connection, spec, scope):
-                encoded = orjson.loads(line)
+                encoded = orjson.loads(line)  # orjson reads past the newline
                 figures.add(spec, encoded.pop(), encoded)
             continue
         codec = spec.codec

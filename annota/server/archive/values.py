@@ -237,10 +237,17 @@ def canonical_json(text: str) -> str:
     except orjson.JSONDecodeError:
         return _dump(json.loads(text, parse_float=Decimal, parse_int=Decimal,
                                 parse_constant=Decimal))
-    return orjson.dumps(_numbers(value), option=orjson.OPT_SORT_KEYS).decode()
+    dumped = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    # orjson writes a float at its shortest digits, already its decimal value unless it is
+    # integral (``100.0``) or has an exponent: only then (or when a string merely looks
+    # like one) is the document walked
+    if _NOT_DECIMAL.search(dumped):
+        dumped = orjson.dumps(_numbers(value), option=orjson.OPT_SORT_KEYS)
+    return dumped.decode()
 
 
 _LONG_NUMBER = re.compile(r"\d{16}")
+_NOT_DECIMAL = re.compile(rb"\d\.0(?:[,\]}]|$)|\d[eE]")
 
 
 def _numbers(value: Any) -> Any:
