@@ -110,6 +110,30 @@ def test_duplicates_are_409_and_bad_settings_422_with_nothing_stored(api):
     ({"ranges": {"length": {"between": 1}}}, ["body", "ranges", "length", "between"]),
     ({"ranges": {"source": {"gte": 1}}}, ["body", "ranges", "source"]),
     ({"terms": {"nope": ["x"]}}, ["body", "terms", "nope"]),
+    ({"filters": [{"type": "metadata", "property": "nope", "values": ["x"]}]},
+     ["body", "filters", 0, "property"]),
+    ({"filters": [{"type": "metadata", "property": "length", "values": ["x"]}]},
+     ["body", "filters", 0, "values"]),
+    ({"filters": [{"type": "metadata", "property": "source", "ge": 1}]},
+     ["body", "filters", 0, "ge"]),
+    ({"filters": [{"type": "response_value", "question": "comment", "values": ["x"]}]},
+     ["body", "filters", 0, "values"]),
+    ({"filters": [{"type": "suggestion", "question": "nope"}]},
+     ["body", "filters", 0, "question"]),
+    ({"filters": [{"type": "response_status", "statuses": ["maybe"]}]},
+     ["body", "filters", 0, "response_status", "statuses", 0]),
+    ({"filters": [{"type": "colour"}]}, ["body", "filters", 0]),
+    ({"sort": [{"by": "metadata.nope"}]}, ["body", "sort", 0, "by"]),
+    ({"sort": [{"by": "relevance"}]}, ["body", "sort", 0, "by"]),
+    ({"text": {"q": "x", "fields": ["nope"]}}, ["body", "text", "fields", 0]),
+    ({"offset": 9990, "limit": 20}, ["body"]),
+    ({"similarity": {"vector": "nope", "value": [1, 0, 0]}}, ["body", "similarity", "vector"]),
+    ({"similarity": {"vector": "embedding", "value": [1, 0]}},
+     ["body", "similarity", "value"]),
+    ({"similarity": {"vector": "embedding", "value": [0, 0, 0]}},
+     ["body", "similarity", "value"]),
+    ({"similarity": {"vector": "embedding", "record_id": str(uuid.uuid4())}},
+     ["body", "similarity", "record_id"]),
 ])
 def test_search_input_the_engine_would_refuse_is_422(api, body, where):
     answer = api.call("POST", f"/datasets/{api.dataset_id}/records/search", json=body)
@@ -155,3 +179,30 @@ def test_sending_an_import_again_updates_by_external_id(api):
     found = api.call("POST", f"/datasets/{api.dataset_id}/records/search",
                      json={"text": "kiwis"}).json()
     assert [h["id"] for h in found["items"]] == [first.json()["ids"][0]]
+
+
+def test_a_search_pages_sorts_and_counts_and_finds_similar_records(api):
+    records = [api.record(4000 + i, external_id=f"p-{i}",
+                          metadata={"source": "page", "length": i, "score": 0.5},
+                          vectors={"embedding": [1.0, i / 10, 0.0]}) for i in range(7)]
+    made = api.call("POST", f"/datasets/{api.dataset_id}/records", json={"records": records})
+    assert made.status_code == 201, made.text
+    ids = made.json()["ids"]
+    page = api.call("POST", f"/datasets/{api.dataset_id}/records/search", json={
+        "filters": [{"type": "metadata", "property": "source", "values": ["page"]}],
+        "sort": [{"by": "metadata.length", "order": "desc"}], "offset": 2, "limit": 3})
+    assert page.status_code == 200, page.text
+    assert page.json()["total"] == 7
+    assert [h["id"] for h in page.json()["items"]] == [ids[4], ids[3], ids[2]]
+    like = api.call("POST", f"/datasets/{api.dataset_id}/records/search", json={
+        "filters": [{"type": "metadata", "property": "source", "values": ["page"]}],
+        "similarity": {"vector": "embedding", "record_id": ids[0], "k": 2}})
+    assert like.status_code == 200, like.text
+    assert [h["id"] for h in like.json()["items"]] == [ids[0], ids[1]]
+    counts = api.call("POST", f"/datasets/{api.dataset_id}/metadata/length/metrics",
+                      json={"filters": [{"type": "metadata", "property": "source",
+                                         "values": ["page"]}]})
+    assert counts.status_code == 200, counts.text
+    assert (counts.json()["min"], counts.json()["max"]) == (0, 6)
+    missing = api.call("POST", f"/datasets/{api.dataset_id}/metadata/nope/metrics", json={})
+    assert missing.status_code == 404

@@ -63,8 +63,10 @@ class ElasticsearchEngine(SearchEngine):
         return EngineInfo(self.kind, version)
 
     def vector_field(self, dimensions: int) -> dict[str, Any]:
+        # hnsw over the floats themselves: the default since 8.14 quantizes them to int8,
+        # which moves scores by several hundredths and reorders near neighbours
         return {"type": "dense_vector", "dims": dimensions, "index": True,
-                "similarity": "cosine"}
+                "similarity": "cosine", "index_options": {"type": "hnsw"}}
 
     def index_settings(self, *, vectors: bool) -> dict[str, Any]:
         return {}
@@ -149,6 +151,18 @@ class ElasticsearchEngine(SearchEngine):
         with self._call(f"read the mapping of {name}"):
             found = self.client.indices.get_mapping(index=name)
         return {index: entry["mappings"].get("_meta", {}) for index, entry in found.body.items()}
+
+    def run_search(self, index: str, body: dict) -> dict:
+        names = {"from": "from_", "_source": "source"}
+        with self._call(f"search {index}"):
+            return dict(self.client.search(
+                index=index, **{names.get(k, k): v for k, v in body.items()}))
+
+    def similarity_body(self, field: str, vector: list[float], k: int,
+                        filters: list[dict]) -> dict:
+        return {"knn": {"field": f"vectors.{field}", "query_vector": vector, "k": k,
+                        "num_candidates": max(100, 10 * k), "filter": filters},
+                "size": k}
 
     def search(self, index: str, query: dict, *, size: int = 10, sort: list | None = None,
                search_after: list | None = None, source: Any = True,

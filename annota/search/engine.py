@@ -159,6 +159,18 @@ class SearchEngine(ABC):
                search_after: list | None = None, source: Any = True,
                docvalues: list[str] | None = None) -> list[dict]: ...
 
+    @abstractmethod
+    def run_search(self, index: str, body: dict) -> dict:
+        """One search request, its whole response; ``body`` in the REST API's terms
+        (``query``, ``knn``, ``from``, ``size``, ``sort``, ``aggs``, ``_source``,
+        ``track_total_hits``)."""
+
+    @abstractmethod
+    def similarity_body(self, field: str, vector: list[float], k: int,
+                        filters: list[dict]) -> dict:
+        """The request body of the ``k`` nearest documents to ``vector`` in vector
+        ``field`` among those matching ``filters`` (filtered before the top k is taken)."""
+
     # single documents with optimistic concurrency (sequence number, primary term): the
     # reindex lease is one such document
     @abstractmethod

@@ -21,7 +21,7 @@ from annota import __version__
 from annota.server.domain import models as m
 from annota.server.domain.datasets import dataset_row
 
-MAPPING_VERSION = 2  # 2: updated_at.exact
+MAPPING_VERSION = 3  # 2: updated_at.exact; 3: Elasticsearch vectors not quantized
 
 QUESTION_VALUE = {
     "label_selection": {"type": "keyword"},

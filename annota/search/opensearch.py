@@ -172,6 +172,19 @@ class OpenSearchEngine(SearchEngine):
             found = self.client.indices.get_mapping(index=name)
         return {index: entry["mappings"].get("_meta", {}) for index, entry in found.items()}
 
+    def run_search(self, index: str, body: dict) -> dict:
+        with self._call(f"search {index}"):
+            return dict(self.client.search(index=index, body=body))
+
+    def similarity_body(self, field: str, vector: list[float], k: int,
+                        filters: list[dict]) -> dict:
+        # the Lucene engine explores as many candidates as k: ask for as many as
+        # Elasticsearch's num_candidates, keep the k best
+        knn: dict[str, Any] = {"vector": vector, "k": max(100, 10 * k)}
+        if filters:  # the Lucene engine filters while it searches: k come back if k match
+            knn["filter"] = {"bool": {"filter": filters}}
+        return {"query": {"knn": {f"vectors.{field}": knn}}, "size": k}
+
     def search(self, index: str, query: dict, *, size: int = 10, sort: list | None = None,
                search_after: list | None = None, source: Any = True,
                docvalues: list[str] | None = None) -> list[dict]:

@@ -31,6 +31,7 @@ from annota.server.api.schemas import (
     BackfillCancelIn,
     BackfillRunIn,
     DatasetIn,
+    MetricsIn,
     RecordsIn,
     SearchIn,
     WorkspaceIn,
@@ -217,14 +218,33 @@ def create_app(settings: Settings) -> FastAPI:
     @app.post(f"{API}/datasets/{{dataset_id}}/records/search")
     def search_records(dataset_id: uuid.UUID, body: SearchIn,
                        user: sa.Row = Depends(current_user)) -> dict[str, Any]:
-        from annota.search.live import search_records as run_search
+        from annota.search.query import check_query
+        from annota.search.searching import item, query_vector, search
 
         with db.connect() as connection:
             visible_dataset(connection, user, dataset_id)
-            check_search(DatasetSettings.load(connection, dataset_id), body.terms, body.ranges)
-        hits = run_search(search_engine(), dataset_id, text=body.text, terms=body.terms,
-                          ranges=body.ranges, limit=body.limit)
-        return {"items": hits, "count": len(hits)}
+            dataset = DatasetSettings.load(connection, dataset_id)
+            check_search(dataset, body.terms, body.ranges)
+            check_query(body, dataset, ("body",))
+            vector = query_vector(connection, body, dataset, ("body",))
+        result = search(search_engine(), dataset_id, body.query(), dataset.metadata, vector)
+        items = [item(h) for h in result.hits]
+        return {"items": items, "count": len(items), "total": result.total}
+
+    @app.post(f"{API}/datasets/{{dataset_id}}/metadata/{{name}}/metrics")
+    def metadata_metrics(dataset_id: uuid.UUID, name: str, body: MetricsIn,
+                         user: sa.Row = Depends(current_user)) -> dict[str, Any]:
+        from annota.search.query import SearchQuery, check_query
+        from annota.search.searching import metrics
+
+        query = SearchQuery(filters=body.filters)
+        with db.connect() as connection:
+            visible_dataset(connection, user, dataset_id)
+            dataset = DatasetSettings.load(connection, dataset_id)
+            if name not in dataset.metadata:
+                raise NotFoundError(f"the dataset has no metadata property {name!r}")
+            check_query(query, dataset, ("body",))
+        return metrics(search_engine(), dataset_id, query, name, dataset.metadata[name])
 
     @app.post(f"{API}/backfills/{{name}}/run", status_code=202)
     def run_backfill(name: str, body: BackfillRunIn,

@@ -17,8 +17,11 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     StrictStr,
+    field_validator,
     model_validator,
 )
+
+from annota.search.query import Filter, MetadataFilter, SearchQuery
 
 
 def storable(value: Any) -> Any:
@@ -70,12 +73,36 @@ class RecordsIn(Body):
     records: list[Document] = Field(min_length=1, max_length=10_000)
 
 
-class SearchIn(Body):
-    text: Annotated[str | None, Field(max_length=10_000), AfterValidator(storable)] = None
+class SearchIn(SearchQuery):
+    """annota's query model (``annota.search.query``); ``text`` may be the query's text
+    alone, and ``terms``/``ranges`` are metadata filters written the first way the API
+    took them."""
+
     terms: dict[str, list[Term]] = Field(default_factory=dict)
     ranges: dict[str, dict[Literal["gte", "gt", "lte", "lt"], Bound]] = Field(
         default_factory=dict)
-    limit: int = Field(default=20, ge=1, le=1000)
+
+    @field_validator("text", mode="before")
+    @classmethod
+    def _text_alone(cls, value: Any) -> Any:
+        return {"q": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _storable(self) -> SearchIn:
+        storable(self.model_dump(mode="json", include={"text", "filters", "sort"}))
+        return self
+
+    def query(self) -> SearchQuery:
+        names = {"gte": "ge", "gt": "gt", "lte": "le", "lt": "lt"}
+        legacy = [MetadataFilter(property=k, values=tuple(v)) for k, v in self.terms.items()]
+        legacy += [MetadataFilter(property=k, **{names[b]: x for b, x in bounds.items()})
+                   for k, bounds in self.ranges.items()]
+        fields = {k: getattr(self, k) for k in SearchQuery.model_fields}
+        return SearchQuery(**{**fields, "filters": (*self.filters, *legacy)})
+
+
+class MetricsIn(Body):
+    filters: tuple[Filter, ...] = Field(default=(), max_length=100)
 
 
 class BackfillRunIn(Body):
