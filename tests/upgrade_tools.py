@@ -7,6 +7,7 @@ their end states compare equal, row by row.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,10 +33,20 @@ def uid(*parts: object) -> uuid.UUID:
 
 
 def put(connection: sa.Connection, table: str, **values: Any) -> None:
+    """Insert one row (``_put``), the table reflected now."""
+    _put(connection, table, None, **values)
+
+
+def _put(connection: sa.Connection, table: str, reflected_tables: dict | None = None,
+        **values: Any) -> None:
     """Insert one row with the columns ``table`` has now: values it lacks a column for are
     dropped (``submitted`` before 1.2, ``status`` after); NOT NULL columns without a
-    default that were not given get a plain value."""
-    reflected = sa.Table(table, sa.MetaData(), autoload_with=connection)
+    default that were not given get a plain value. ``reflected_tables``: a cache of the
+    tables reflected so far, for many rows at one schema."""
+    cache = {} if reflected_tables is None else reflected_tables
+    if table not in cache:
+        cache[table] = sa.Table(table, sa.MetaData(), autoload_with=connection)
+    reflected = cache[table]
     row = {k: db_uuid(connection, v) if isinstance(v, uuid.UUID) else v
            for k, v in values.items() if k in reflected.c}
     for column in reflected.columns:
@@ -49,6 +60,7 @@ def seed_release(connection: sa.Connection, release: str, records: int = 4) -> N
     """One workspace, two annotators and a dataset (a text field, a label question) with
     ``records`` records answered in a pattern that gives each status and agreement case."""
     stamp = {"inserted_at": T0, "updated_at": T0}
+    put = functools.partial(_put, reflected_tables={})  # one schema: reflect each table once
     users = [uid(release, "user", i) for i in range(2)]
     for i, user in enumerate(users):
         put(connection, "users", id=user, first_name=f"a{i}", username=f"a{i}-{release}",
