@@ -206,3 +206,9 @@ def test_a_search_pages_sorts_and_counts_and_finds_similar_records(api):
     assert (counts.json()["min"], counts.json()["max"]) == (0, 6)
     missing = api.call("POST", f"/datasets/{api.dataset_id}/metadata/nope/metrics", json={})
     assert missing.status_code == 404
+    done = api.call("POST", f"/datasets/{api.dataset_id}/progress", json={"filters": [
+        {"type": "metadata", "property": "source", "values": ["page"]}]})
+    assert done.status_code == 200, done.text
+    assert (done.json()["total"], done.json()["completed"]) == (7, 7)  # each submitted
+    assert done.json()["users"] == {api.owner_id: {"submitted": 7, "draft": 0,
+                                                   "discarded": 0, "pending": 0}}

@@ -132,6 +132,7 @@ def write(db, schema, users, examples: list[dict]) -> list[dict]:  # noqa: ANN00
                 "fields": {k: v for k, v in example["fields"].items() if k in FIELDS},
                 "metadata": metadata if isinstance(metadata, dict) else {},
                 "responses": responses,
+                "submitted": sum(r["status"] == "submitted" for r in responses),
                 "suggestions": example["suggestions"],
                 "vectors": {} if example["vector"] is None else {"embedding": example["vector"]},
             })

@@ -28,7 +28,7 @@ from annota.search.query import (
     TextQuery,
     TimeFilter,
 )
-from annota.search.searching import metrics, search
+from annota.search.searching import metrics, progress, search
 from annota.server.db import open_database
 from annota.server.domain import datasets
 from annota.server.domain import models as m
@@ -336,3 +336,26 @@ def test_metrics_under_filters(dataset):
     numbers = metrics(dataset.engine, dataset.id, SearchQuery(filters=only), "score", "float")
     scores = [r["metadata"]["score"] for r in pool if "score" in r["metadata"]]
     assert (numbers["min"], numbers["max"]) == (min(scores), max(scores))
+
+
+@RUNS
+@given(data=st.data())
+def test_progress_under_filters(dataset, data):
+    """Completed records (submitted by at least the minimum, here 1) and each user's
+    responses by status, under generated filters, as the records say."""
+    chosen = tuple(data.draw(st.lists(filters(dataset.users, dataset.inserted),
+                                      max_size=2)))
+    pool = [dataset.records[i] for i in expected(dataset, SearchQuery(filters=chosen))]
+    got = progress(dataset.engine, dataset.id, SearchQuery(filters=chosen), 1)
+    completed = sum(any(r["status"] == "submitted" for r in rec["responses"])
+                    for rec in pool)
+    assert (got["total"], got["completed"], got["pending"]) == (
+        len(pool), completed, len(pool) - completed)
+    users: dict[str, dict[str, int]] = {}
+    for rec in pool:
+        for r in rec["responses"]:
+            counts = users.setdefault(str(r["user_id"]), {
+                "submitted": 0, "draft": 0, "discarded": 0, "pending": len(pool)})
+            counts[r["status"]] += 1
+            counts["pending"] -= 1
+    assert got["users"] == users

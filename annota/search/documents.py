@@ -49,6 +49,9 @@ def _document(j: Any) -> str:
         j.object(("user_id", j.uuid("s.user_id")), ("status", "s.status"),
                  ("values", values), ("updated_at", j.timestamp("s.updated_at"))),
         "FROM responses s WHERE s.record_id = r.id")
+    # the record is complete once this reaches the dataset's minimum (as its status is)
+    submitted = ("(SELECT count(*) FROM responses s WHERE s.record_id = r.id "
+                 "AND s.status = 'submitted')")
     suggestions = j.object_of(
         "q.name", j.object(("value", j.value("g.value")), ("score", j.value("g.score")),
                            ("agent", "g.agent")),
@@ -63,7 +66,7 @@ def _document(j: Any) -> str:
         ("external_id", "r.external_id"), ("inserted_at", j.timestamp("r.inserted_at")),
         ("updated_at", j.timestamp("r.updated_at")), ("fields", fields),
         ("metadata", j.object_or_empty("r.metadata")), ("responses", responses),
-        ("suggestions", suggestions), ("vectors", vectors))
+        ("submitted", submitted), ("suggestions", suggestions), ("vectors", vectors))
 
 
 def _select(connection: sa.Connection, where: str, *, source: bool,

@@ -126,11 +126,12 @@ def metrics_aggregation(kind: str, property_name: str) -> dict[str, Any]:
     return {"min": {"min": {"field": field}}, "max": {"max": {"field": field}}}
 
 
-def progress_aggregation() -> dict[str, Any]:
-    """Records by status, and per user their responses by status (a user answers a record
-    once, so responses count records)."""
+def progress_aggregation(min_submitted: int) -> dict[str, Any]:
+    """Completed records (as many submitted responses as the dataset's minimum, which is
+    how a record's status is derived), and per user their responses by status (a user
+    answers a record once, so responses count records)."""
     return {
-        "statuses": {"terms": {"field": "status", "size": 10, "missing": "pending"}},
+        "completed": {"filter": {"range": {"submitted": {"gte": min_submitted}}}},
         "responses": {"nested": {"path": "responses"}, "aggs": {
             "users": {"terms": {"field": "responses.user_id", "size": 10_000}, "aggs": {
                 "statuses": {"terms": {"field": "responses.status", "size": 10}}}}}},

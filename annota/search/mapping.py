@@ -21,7 +21,7 @@ from annota import __version__
 from annota.server.domain import models as m
 from annota.server.domain.datasets import dataset_row
 
-MAPPING_VERSION = 3  # 2: updated_at.exact; 3: Elasticsearch vectors not quantized
+MAPPING_VERSION = 3  # 2: updated_at.exact; 3: vectors not quantized, submitted
 
 QUESTION_VALUE = {
     "label_selection": {"type": "keyword"},
@@ -118,6 +118,7 @@ def dataset_mapping(engine, schema: DatasetSchema, meta: dict) -> dict[str, Any]
                     name: QUESTION_VALUE.get(kind, UNINDEXED) for name, kind in questions.items()
                 }},
             }},
+            "submitted": {"type": "integer"},  # submitted responses
             "suggestions": {"properties": {
                 name: {"properties": {
                     "value": QUESTION_VALUE.get(kind, UNINDEXED),

@@ -80,6 +80,28 @@ def metrics(engine: SearchEngine, dataset_id: uuid.UUID | str, query: SearchQuer
     return {"type": kind, "total": total, "min": low, "max": high}
 
 
+def progress(engine: SearchEngine, dataset_id: uuid.UUID | str, query: SearchQuery,
+             min_submitted: int) -> dict[str, Any]:
+    """Of the records matching ``query``'s filters: how many are completed and pending,
+    and per user who answered any, their responses by status and the records they have
+    not answered (``pending``)."""
+    alias = alias_name(engine.prefix, dataset_id)
+    if not engine.alias_indices(alias):
+        return {"total": 0, "completed": 0, "pending": 0, "users": {}}
+    response = engine.run_search(alias, {
+        "query": {"bool": {"filter": dsl.filter_clauses(query.filters)}}, "size": 0,
+        "track_total_hits": True, "aggs": dsl.progress_aggregation(min_submitted)})
+    total, aggs = _total(response["hits"]), response["aggregations"]
+    completed = aggs["completed"]["doc_count"]
+    users = {}
+    for bucket in aggs["responses"]["users"]["buckets"]:
+        statuses = {s["key"]: s["doc_count"] for s in bucket["statuses"]["buckets"]}
+        users[str(bucket["key"])] = {**{s: statuses.get(s, 0) for s in (
+            "submitted", "draft", "discarded")}, "pending": total - bucket["doc_count"]}
+    return {"total": total, "completed": completed, "pending": total - completed,
+            "users": users}
+
+
 def _total(hits: dict[str, Any]) -> int:
     total = hits.get("total", 0)
     return total["value"] if isinstance(total, dict) else int(total)

@@ -246,6 +246,20 @@ def create_app(settings: Settings) -> FastAPI:
             check_query(query, dataset, ("body",))
         return metrics(search_engine(), dataset_id, query, name, dataset.metadata[name])
 
+    @app.post(f"{API}/datasets/{{dataset_id}}/progress")
+    def dataset_progress(dataset_id: uuid.UUID, body: MetricsIn,
+                         user: sa.Row = Depends(current_user)) -> dict[str, Any]:
+        from annota.search.query import SearchQuery, check_query
+        from annota.search.searching import progress
+        from annota.server.domain.record_status import min_submitted
+
+        query = SearchQuery(filters=body.filters)
+        with db.connect() as connection:
+            visible_dataset(connection, user, dataset_id)
+            check_query(query, DatasetSettings.load(connection, dataset_id), ("body",))
+            minimum = min_submitted(connection, dataset_id)
+        return progress(search_engine(), dataset_id, query, minimum)
+
     @app.post(f"{API}/backfills/{{name}}/run", status_code=202)
     def run_backfill(name: str, body: BackfillRunIn,
                      user: sa.Row = Depends(role("owner"))) -> dict[str, Any]:
