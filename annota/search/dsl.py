@@ -1,7 +1,7 @@
 """annota's queries (``query.py``) in the query DSL Elasticsearch and OpenSearch share.
 
-What the two differ in (the kNN clause) is the engine's ``knn_clause``; everything else is
-written once here. Text goes through ``simple_query_string`` with only phrases enabled, so
+What the two differ in (the kNN clause) is the engine's ``similarity_body``; everything
+else is written once here. Text goes through ``simple_query_string`` with only phrases enabled, so
 a user's ``+``, ``-``, ``*``, ``(`` or ``~`` is text, never query syntax.
 """
 
@@ -43,6 +43,11 @@ def _nested_responses(*clauses: dict[str, Any]) -> dict[str, Any]:
     return {"nested": {"path": "responses", "query": inner}}
 
 
+def _of_user(item: ResponseStatusFilter | ResponseValueFilter) -> list[dict[str, Any]]:
+    """The clause keeping one user's responses (none: anyone's)."""
+    return [{"term": {"responses.user_id": str(item.user_id)}}] if item.user_id else []
+
+
 def _bounds(ge: Any, le: Any, convert=lambda v: v) -> dict[str, Any]:  # noqa: ANN001
     bounds = {}
     if ge is not None:
@@ -60,7 +65,7 @@ def _filter(item: Any) -> dict[str, Any]:
         names = {"ge": "gte", "gt": "gt", "le": "lte", "lt": "lt"}
         return {"range": {field: {names[k]: v for k, v in item.bounds.items()}}}
     if isinstance(item, ResponseStatusFilter):
-        user = [{"term": {"responses.user_id": str(item.user_id)}}] if item.user_id else []
+        user = _of_user(item)
         answered = [s for s in item.statuses if s != "pending"]
         either = []
         if answered:
@@ -70,9 +75,8 @@ def _filter(item: Any) -> dict[str, Any]:
             either.append({"bool": {"must_not": [_nested_responses(*user)]}})
         return {"bool": {"should": either, "minimum_should_match": 1}}
     if isinstance(item, ResponseValueFilter):
-        user = [{"term": {"responses.user_id": str(item.user_id)}}] if item.user_id else []
         return _nested_responses(
-            *user, {"terms": {f"responses.values.{item.question}": list(item.values)}})
+            *_of_user(item), {"terms": {f"responses.values.{item.question}": list(item.values)}})
     if isinstance(item, SuggestionFilter):
         field = f"suggestions.{item.question}"
         clauses: list[dict[str, Any]] = []

@@ -23,17 +23,14 @@ location, as the API's 422 does.
 
 from __future__ import annotations
 
-import math
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StrictFloat, StrictInt, StrictStr, model_validator
 
-from annota.server.domain.validation import DatasetSettings, Problems
+from annota.server.domain.validation import DatasetSettings, Problems, metadata_problem
 
-RESPONSE_STATUSES = ("pending", "draft", "submitted", "discarded")
-RECORD_STATUSES = ("pending", "completed")
 VALUE_QUESTIONS = ("label_selection", "multi_label_selection", "rating")
 MAX_WINDOW = 10_000  # offset + limit: what every engine pages through without a cursor
 
@@ -45,15 +42,19 @@ class _Model(BaseModel):
     model_config = {"extra": "forbid", "frozen": True}
 
 
-class _Bounds(_Model):
-    ge: Number | None = None
-    le: Number | None = None
+class _Bounded(_Model):
+    """A range: ``ge``, ``le`` or both (each subclass types them)."""
 
     @model_validator(mode="after")
-    def _some_bound(self) -> _Bounds:
+    def _some_bound(self) -> _Bounded:
         if self.ge is None and self.le is None:
             raise ValueError("give ge, le or both")
         return self
+
+
+class _Bounds(_Bounded):
+    ge: Number | None = None
+    le: Number | None = None
 
 
 class TextQuery(_Model):
@@ -112,16 +113,10 @@ class SuggestionFilter(_Model):
     agents: tuple[str, ...] | None = Field(default=None, min_length=1, max_length=1000)
 
 
-class TimeFilter(_Model):
+class TimeFilter(_Bounded):
     type: Literal["inserted_at", "updated_at"]
     ge: datetime | None = None
     le: datetime | None = None
-
-    @model_validator(mode="after")
-    def _some_bound(self) -> TimeFilter:
-        if self.ge is None and self.le is None:
-            raise ValueError("give ge, le or both")
-        return self
 
 
 Filter = Annotated[MetadataFilter | ResponseStatusFilter | ResponseValueFilter
@@ -215,14 +210,13 @@ def _sort_problem(sort: Sort, query: SearchQuery, settings: DatasetSettings) -> 
 def _check_filter(item: Any, settings: DatasetSettings, problems: Problems,
                   where: tuple[str | int, ...]) -> None:
     if isinstance(item, MetadataFilter):
-        kind = settings.metadata.get(item.property)
-        if kind is None:
-            problems.add((*where, "property"), "the dataset has no such metadata property")
-        elif item.values is not None and kind != "terms" and not all(
-                _number(v) for v in item.values):
-            problems.add((*where, "values"), f"a {kind} property is matched by numbers")
-        elif item.values is None and kind == "terms":
-            problems.add((*where, "ge"), "ranges apply to integer and float properties")
+        found = metadata_problem(settings.metadata.get(item.property), values=item.values,
+                                 bounds=None if item.values is not None else item.bounds)
+        if found:
+            part, why = found
+            # a bound's problem is told at the first bound given
+            problems.add((*where, next(iter(item.bounds)) if part == "bounds" else part),
+                         why)
     elif isinstance(item, (ResponseValueFilter, SuggestionFilter)):
         question = settings.questions.get(item.question)
         kind = question[1].get("type") if question else None
@@ -243,7 +237,3 @@ def _check_similarity(item: Similarity, settings: DatasetSettings, problems: Pro
     elif item.value is not None and not any(item.value):
         problems.add((*where, "value"), "a zero vector has no direction")
 
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) \
-        and math.isfinite(value)

@@ -1,5 +1,5 @@
 """Answering annota's queries (``query.py``) from a dataset's index on Elasticsearch or
-OpenSearch: records, similar records, and metrics of a metadata property."""
+OpenSearch: records, similar records, metrics of a metadata property, and progress."""
 
 from __future__ import annotations
 
@@ -60,16 +60,8 @@ def metrics(engine: SearchEngine, dataset_id: uuid.UUID | str, query: SearchQuer
             property_name: str, kind: str) -> dict[str, Any]:
     """A metadata property over the records matching ``query``'s filters: value counts
     (terms) or min and max (integer, float)."""
-    alias = alias_name(engine.prefix, dataset_id)
-    if not engine.alias_indices(alias):
-        aggs: dict[str, Any] = {}
-        total = 0
-    else:
-        response = engine.run_search(alias, {
-            "query": {"bool": {"filter": dsl.filter_clauses(query.filters)}}, "size": 0,
-            "track_total_hits": True,
-            "aggs": dsl.metrics_aggregation(kind, property_name)})
-        aggs, total = response.get("aggregations", {}), _total(response["hits"])
+    total, aggs = _aggregated(engine, dataset_id, query,
+                              dsl.metrics_aggregation(kind, property_name))
     if kind == "terms":
         buckets = aggs.get("values", {}).get("buckets", [])
         return {"type": kind, "total": total,
@@ -85,21 +77,29 @@ def progress(engine: SearchEngine, dataset_id: uuid.UUID | str, query: SearchQue
     """Of the records matching ``query``'s filters: how many are completed and pending,
     and per user who answered any, their responses by status and the records they have
     not answered (``pending``)."""
-    alias = alias_name(engine.prefix, dataset_id)
-    if not engine.alias_indices(alias):
-        return {"total": 0, "completed": 0, "pending": 0, "users": {}}
-    response = engine.run_search(alias, {
-        "query": {"bool": {"filter": dsl.filter_clauses(query.filters)}}, "size": 0,
-        "track_total_hits": True, "aggs": dsl.progress_aggregation(min_submitted)})
-    total, aggs = _total(response["hits"]), response["aggregations"]
-    completed = aggs["completed"]["doc_count"]
+    total, aggs = _aggregated(engine, dataset_id, query,
+                              dsl.progress_aggregation(min_submitted))
+    completed = aggs.get("completed", {}).get("doc_count", 0)
     users = {}
-    for bucket in aggs["responses"]["users"]["buckets"]:
+    for bucket in aggs.get("responses", {}).get("users", {}).get("buckets", []):
         statuses = {s["key"]: s["doc_count"] for s in bucket["statuses"]["buckets"]}
         users[str(bucket["key"])] = {**{s: statuses.get(s, 0) for s in (
             "submitted", "draft", "discarded")}, "pending": total - bucket["doc_count"]}
     return {"total": total, "completed": completed, "pending": total - completed,
             "users": users}
+
+
+def _aggregated(engine: SearchEngine, dataset_id: uuid.UUID | str, query: SearchQuery,
+                aggs: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """(the count, the aggregations) of the records matching ``query``'s filters; (0, {})
+    when the dataset has no index yet."""
+    alias = alias_name(engine.prefix, dataset_id)
+    if not engine.alias_indices(alias):
+        return 0, {}
+    response = engine.run_search(alias, {
+        "query": {"bool": {"filter": dsl.filter_clauses(query.filters)}}, "size": 0,
+        "track_total_hits": True, "aggs": aggs})
+    return _total(response["hits"]), response.get("aggregations", {})
 
 
 def _total(hits: dict[str, Any]) -> int:

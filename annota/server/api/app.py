@@ -231,32 +231,37 @@ def create_app(settings: Settings) -> FastAPI:
         items = [item(h) for h in result.hits]
         return {"items": items, "count": len(items), "total": result.total}
 
+    def filtered(connection: sa.Connection, user: sa.Row, dataset_id: uuid.UUID,
+                 body: MetricsIn, metadata: str | None = None):  # noqa: ANN202
+        """(the query of ``body``'s filters, the dataset's settings), checked against a
+        dataset the user may see (and that has the ``metadata`` property: else 404)."""
+        from annota.search.query import SearchQuery, check_query
+
+        visible_dataset(connection, user, dataset_id)
+        query = SearchQuery(filters=body.filters)
+        dataset = DatasetSettings.load(connection, dataset_id)
+        if metadata is not None and metadata not in dataset.metadata:
+            raise NotFoundError(f"the dataset has no metadata property {metadata!r}")
+        check_query(query, dataset, ("body",))
+        return query, dataset
+
     @app.post(f"{API}/datasets/{{dataset_id}}/metadata/{{name}}/metrics")
     def metadata_metrics(dataset_id: uuid.UUID, name: str, body: MetricsIn,
                          user: sa.Row = Depends(current_user)) -> dict[str, Any]:
-        from annota.search.query import SearchQuery, check_query
         from annota.search.searching import metrics
 
-        query = SearchQuery(filters=body.filters)
         with db.connect() as connection:
-            visible_dataset(connection, user, dataset_id)
-            dataset = DatasetSettings.load(connection, dataset_id)
-            if name not in dataset.metadata:
-                raise NotFoundError(f"the dataset has no metadata property {name!r}")
-            check_query(query, dataset, ("body",))
+            query, dataset = filtered(connection, user, dataset_id, body, metadata=name)
         return metrics(search_engine(), dataset_id, query, name, dataset.metadata[name])
 
     @app.post(f"{API}/datasets/{{dataset_id}}/progress")
     def dataset_progress(dataset_id: uuid.UUID, body: MetricsIn,
                          user: sa.Row = Depends(current_user)) -> dict[str, Any]:
-        from annota.search.query import SearchQuery, check_query
         from annota.search.searching import progress
         from annota.server.domain.record_status import min_submitted
 
-        query = SearchQuery(filters=body.filters)
         with db.connect() as connection:
-            visible_dataset(connection, user, dataset_id)
-            check_query(query, DatasetSettings.load(connection, dataset_id), ("body",))
+            query, _ = filtered(connection, user, dataset_id, body)
             minimum = min_submitted(connection, dataset_id)
         return progress(search_engine(), dataset_id, query, minimum)
 

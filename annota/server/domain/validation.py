@@ -334,24 +334,35 @@ def _check_vectors(problems: Problems, settings: DatasetSettings, loc: Loc,
 
 # -- search ----------------------------------------------------------------------------------
 
+def metadata_problem(kind: str | None, values: list | None = None,
+                     bounds: dict | None = None) -> tuple[str, str] | None:
+    """What is wrong with matching a metadata property of ``kind`` (None: the dataset has
+    no such property) by ``values`` or by ``bounds``: (the part at fault: ``property``,
+    ``values`` or ``bounds``; why), or None."""
+    if kind is None:
+        return "property", "the dataset has no such metadata property"
+    if values is not None:
+        if kind != "terms" and not all(_number(v) for v in values):
+            return "values", f"a {kind} property is matched by numbers"
+        if kind == "integer" and not all(float(v).is_integer() for v in values):
+            return "values", "an integer property is matched by whole numbers"
+    if bounds is not None:
+        if kind == "terms":
+            return "bounds", "ranges apply to integer and float properties"
+        if not all(math.isfinite(v) for v in bounds.values()):
+            return "bounds", "bounds are finite numbers"
+    return None
+
+
 def check_search(settings: DatasetSettings, terms: dict[str, list], ranges: dict[str, dict]
                  ) -> None:
     """Search input the engine would refuse, refused here first."""
     problems = Problems()
-    for name, values in terms.items():
-        kind = settings.metadata.get(name)
-        if kind is None:
-            problems.add(("terms", name), "the dataset has no such metadata property")
-        elif kind != "terms" and not all(_number(v) for v in values):
-            problems.add(("terms", name), f"a {kind} property is matched by numbers")
-        elif kind == "integer" and not all(float(v).is_integer() for v in values):
-            problems.add(("terms", name), "an integer property is matched by whole numbers")
-    for name, bounds in ranges.items():
-        kind = settings.metadata.get(name)
-        if kind is None:
-            problems.add(("ranges", name), "the dataset has no such metadata property")
-        elif kind == "terms":
-            problems.add(("ranges", name), "ranges apply to integer and float properties")
-        elif not all(math.isfinite(v) for v in bounds.values()):
-            problems.add(("ranges", name), "bounds are finite numbers")
+    for where, name, found in (
+            *(("terms", n, metadata_problem(settings.metadata.get(n), values=v))
+              for n, v in terms.items()),
+            *(("ranges", n, metadata_problem(settings.metadata.get(n), bounds=b))
+              for n, b in ranges.items())):
+        if found:
+            problems.add((where, name), found[1])
     problems.check()
