@@ -1,4 +1,4 @@
-"""Keeping a dataset's index current as records arrive, and searching it."""
+"""Keeping a dataset's index current as records arrive (searching it: ``searching.py``)."""
 
 from __future__ import annotations
 
@@ -161,19 +161,3 @@ def _restore(db: sa.Engine, engine: SearchEngine, dataset_id: Any,
     except Exception:  # noqa: BLE001, S110 - the caller's error is the one to report
         pass
 
-
-def search_records(engine: SearchEngine, dataset_id: Any, *, text: str | None = None,
-                   terms: dict[str, list] | None = None,
-                   ranges: dict[str, dict[str, float]] | None = None,
-                   limit: int = 20) -> list[dict[str, Any]]:
-    """Full-text over the record's fields plus metadata filters (terms and ranges)."""
-    must = [{"multi_match": {"query": text, "fields": ["fields.*"]}}] if text else []
-    filters: list[dict] = [{"terms": {f"metadata.{k}": v}} for k, v in (terms or {}).items()]
-    filters += [{"range": {f"metadata.{k}": v}} for k, v in (ranges or {}).items()]
-    query = {"bool": {"must": must or [{"match_all": {}}], "filter": filters}}
-    alias = alias_name(engine.prefix, dataset_id)
-    if not engine.alias_indices(alias):
-        return []
-    hits = engine.search(alias, query, size=limit)
-    return [{"id": h["_id"], "score": h.get("_score"), "fields": h["_source"]["fields"],
-             "metadata": h["_source"]["metadata"]} for h in hits]
