@@ -24,7 +24,8 @@ from typing import Any, NamedTuple
 from annota.errors import ConfigurationError
 from annota.urls import MASK, DatabaseURL, encode_userinfo, mask_url, url_password
 
-SEARCH_ENGINES = ("elasticsearch", "opensearch")
+SEARCH_ENGINES = ("sqlite", "elasticsearch", "opensearch")
+DEFAULT_ENGINE_URL = "http://localhost:9200"
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 DEFAULT_STALE_SECONDS = 120.0
@@ -186,12 +187,18 @@ SETTINGS: tuple[Setting, ...] = (
             "the database (`sqlite:///$ANNOTA_HOME/annota.db`)"),
     Setting("ANNOTA_TRACEBACK", _flag, False, "true or false",
             "show full tracebacks instead of one-line errors (as `--traceback`)"),
-    Setting("ANNOTA_SEARCH_ENGINE", _choice(*SEARCH_ENGINES), "elasticsearch",
+    Setting("ANNOTA_SEARCH_ENGINE", _choice(*SEARCH_ENGINES), None,
             f"one of {', '.join(SEARCH_ENGINES)}",
-            "`elasticsearch` (servers 8 and 9) or `opensearch` (2.x; vectors need k-NN)"),
-    Setting("ANNOTA_ELASTICSEARCH", _http_url, "http://localhost:9200",
+            "`sqlite` (embedded: the default on a SQLite database with no "
+            "ANNOTA_ELASTICSEARCH), `elasticsearch` (8 and 9; the default otherwise) or "
+            "`opensearch` (2.x; vectors need k-NN)"),
+    Setting("ANNOTA_ELASTICSEARCH", _http_url, None,
             "an http(s) URL such as http://localhost:9200",
-            "the search engine's URL (`https://user:password@host:9200` works)"),
+            "the search engine's URL (`http://localhost:9200`; "
+            "`https://user:password@host:9200` works)"),
+    Setting("ANNOTA_SEARCH_PATH", _path, None, "a file path (no control characters)",
+            "the embedded engine's file (beside a SQLite database: `annota.search.db`; "
+            "else `$ANNOTA_HOME/search.db`)", strip=False),
     Setting("ANNOTA_ELASTICSEARCH_API_KEY", _secret, None, "an API key (no control characters)",
             "Elasticsearch API key (OpenSearch has none)", secret=True),
     Setting("ANNOTA_ELASTICSEARCH_USERNAME", _text, None, "a user name (no control characters)",
@@ -243,7 +250,7 @@ BY_VARIABLE = {s.variable: s for s in SETTINGS}
 class SearchSettings:
     """Where and how to reach the search engine. Secrets print as ``***``."""
 
-    engine: str
+    engine: str  # elasticsearch | opensearch | sqlite
     url: str = field(repr=False)  # may carry user:password; show masked_url
     api_key: Secret | None
     username: str | None
@@ -253,10 +260,12 @@ class SearchSettings:
     index_prefix: str
     replicas: int
     shards: int
+    path: Path | None = None  # the embedded engine's file
 
     @property
     def masked_url(self) -> str:
-        return mask_url(self.url)
+        """Where the engine is, as messages show it (the embedded engine: its file)."""
+        return str(self.path) if self.engine == "sqlite" else mask_url(self.url)
 
     @property
     def secrets(self) -> list[str]:
@@ -304,8 +313,13 @@ class Settings:
         raw_url = values.pop("database_url")
         database_url = (DatabaseURL.parse(raw_url) if raw_url
                         else DatabaseURL.for_sqlite_file(home / "annota.db"))
+        engine_url = values.pop("elasticsearch")
+        engine = values.pop("search_engine") or (
+            "sqlite" if engine_url is None and database_url.backend == "sqlite"
+            else "elasticsearch")
         search = SearchSettings(
-            engine=values.pop("search_engine"), url=values.pop("elasticsearch"),
+            engine=engine, url=engine_url or DEFAULT_ENGINE_URL,
+            path=values.pop("search_path") or _search_file(home, database_url),
             api_key=values.pop("elasticsearch_api_key"),
             username=values.pop("elasticsearch_username"),
             password=values.pop("elasticsearch_password"),
@@ -323,6 +337,15 @@ class Settings:
                 "OpenSearch has no API keys; set ANNOTA_ELASTICSEARCH_USERNAME and "
                 "ANNOTA_ELASTICSEARCH_PASSWORD instead of ANNOTA_ELASTICSEARCH_API_KEY")
         return cls(home=home, database_url=database_url, search=search, **values)
+
+
+def _search_file(home: Path, database_url: DatabaseURL) -> Path:
+    """The embedded engine's file: beside a SQLite database (``annota.db`` ->
+    ``annota.search.db``), else under ``ANNOTA_HOME``."""
+    db = database_url.sqlite_path
+    if db is None:
+        return home / "search.db"
+    return db.with_name(f"{db.stem}.search{db.suffix}")
 
 
 def traceback_requested(environ: Mapping[str, str] | None = None) -> bool:

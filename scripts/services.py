@@ -429,9 +429,19 @@ def stop() -> None:
             pass
 
 
+def extension_python() -> None:
+    """Debian's Python with venv: its sqlite3 loads extensions, so the embedded search
+    engine's sqlite-vec path is tested with it (this Python's sqlite3 may not load them)."""
+    system = Path("/usr/bin/python3")
+    if not system.exists() or subprocess.run([str(system), "-m", "venv", "--help"],
+                                             capture_output=True).returncode:
+        apt_install("python3", "python3-venv")
+
+
 def main(argv: list[str]) -> None:
     command = argv[1] if len(argv) > 1 else "env"
     if command == "env":
+        extension_python()
         exports = {"ANNOTA_TEST_POSTGRES_URL": postgres(), "ANNOTA_TEST_REDIS_URL": redis(),
                    **search_engines(), **docker()}
         for key, value in exports.items():

@@ -82,8 +82,9 @@ class LiveAPI:
 
 
 @contextmanager
-def live_api(tmp_path: Path, database_url: str, elasticsearch_url: str):
-    env = engine_env(tmp_path, database_url, elasticsearch_url)
+def live_api(tmp_path: Path, database_url: str, engine_url: str,
+             kind: str = "elasticsearch"):
+    env = engine_env(tmp_path, database_url, engine_url, kind)
     annota = Annota(env)
     assert annota.run("server", "database", "migrate").returncode == 0
     created = annota.run("server", "database", "users", "create", "--username", "olivia",
@@ -109,6 +110,30 @@ def live_api(tmp_path: Path, database_url: str, elasticsearch_url: str):
     finally:
         stop(server)
         _drop(env)
+
+
+@contextmanager
+def writes_refused(engine, index: str):  # noqa: ANN001, ANN201
+    """The engine refuses every write to ``index`` meanwhile: a cluster's index closed; the
+    embedded engine's document table moved out of the way."""
+    if engine.kind != "sqlite":
+        engine.client.indices.close(index=index)
+        try:
+            yield
+        finally:
+            engine.client.indices.open(index=index, wait_for_active_shards=1)
+        return
+    import sqlite3
+
+    with sqlite3.connect(engine.settings.path) as connection:
+        (number,) = connection.execute("SELECT id FROM indices WHERE name = ?",
+                                       [index]).fetchone()
+        connection.execute(f"ALTER TABLE x{number}_docs RENAME TO x{number}_away")
+    try:
+        yield
+    finally:
+        with sqlite3.connect(engine.settings.path) as connection:
+            connection.execute(f"ALTER TABLE x{number}_away RENAME TO x{number}_docs")
 
 
 def _drop(env: dict[str, str]) -> None:

@@ -191,6 +191,7 @@ SEARCH_ENGINES = {  # test id -> (ANNOTA_SEARCH_ENGINE, environment variable wit
     "opensearch": ("opensearch", "ANNOTA_TEST_OPENSEARCH_URL"),
     # two Elasticsearch 8 nodes: indices get 2 shards and 1 replica there (see _search_env)
     "es-cluster": ("elasticsearch", "ANNOTA_TEST_ELASTICSEARCH_CLUSTER_URL"),
+    "sqlite": ("sqlite", None),  # embedded: a file beside the test's database
 }
 CLUSTER_SETTINGS = {"ANNOTA_SEARCH_SHARDS": "2", "ANNOTA_SEARCH_REPLICAS": "1"}
 _CONTAINERS = {
@@ -207,6 +208,9 @@ _CONTAINERS = {
 def search_server(request: pytest.FixtureRequest):
     """(engine kind, URL) of a real search engine; the same tests run on each."""
     kind, variable = SEARCH_ENGINES[request.param]
+    if variable is None:
+        yield kind, ""
+        return
     if request.param not in _CONTAINERS and not os.environ.get(variable):
         service_missing(f"no {request.param}: set {variable} (`bash scripts/test` starts one)")
     for url in service_url(
@@ -230,15 +234,17 @@ def engine_env(tmp_path: Path, database_url: str | None, url: str,
     """make_env plus a search engine, with an index prefix of this test's own (drop its
     indices with ``_drop_indices``)."""
     env = make_env(tmp_path, database_url)
-    env.update({"ANNOTA_SEARCH_ENGINE": kind, "ANNOTA_ELASTICSEARCH": url,
+    env.update({"ANNOTA_SEARCH_ENGINE": kind,
                 "ANNOTA_SEARCH_INDEX_PREFIX": f"annota-test-{uuid.uuid4().hex[:10]}"})
+    if url:
+        env["ANNOTA_ELASTICSEARCH"] = url
     return env
 
 
 def _search_env(tmp_path: Path, database_url: str, search_server) -> dict[str, str]:
     kind, url = search_server
     env = engine_env(tmp_path, database_url, url, kind)
-    if url == os.environ.get(SEARCH_ENGINES["es-cluster"][1]):
+    if url and url == os.environ.get(SEARCH_ENGINES["es-cluster"][1]):
         env.update(CLUSTER_SETTINGS)
     return env
 
@@ -290,12 +296,18 @@ def redis_url(redis_server_url: str):
     client.flushdb()
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def api(request, tmp_path_factory, elasticsearch_url):
-    """A live server with an owner and a dataset, one per test module and database."""
+@pytest.fixture(scope="module", params=["sqlite", "postgresql", "sqlite-embedded"])
+def api(request, tmp_path_factory):
+    """A live server with an owner and a dataset, one per test module: on SQLite and on
+    PostgreSQL with Elasticsearch, and on SQLite with the embedded engine."""
     from tests.api_tools import live_api, pg_database
 
     tmp = tmp_path_factory.mktemp(f"api-{request.param}")
+    if request.param == "sqlite-embedded":
+        with live_api(tmp, f"sqlite:///{tmp / 'annota.db'}", "", "sqlite") as live:
+            yield live
+        return
+    elasticsearch_url = request.getfixturevalue("elasticsearch_url")
     if request.param == "sqlite":
         with live_api(tmp, f"sqlite:///{tmp / 'annota.db'}", elasticsearch_url) as live:
             yield live

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from annota.config import Settings
 from annota.search import connect
 from annota.search.engine import alias_name
-from tests.api_tools import LiveAPI
+from tests.api_tools import LiveAPI, writes_refused
 
 
 # one thing wrong with an otherwise valid record: (the change, where the problem is)
@@ -149,12 +149,9 @@ def test_an_import_the_index_refuses_stores_nothing_and_a_retry_does_not_duplica
     (index,) = engine.alias_indices(alias)
     records = [api.record(2000 + i, external_id=None) for i in range(3)]
     before = api.snapshot()
-    engine.client.indices.close(index=index)  # the engine refuses every write now
-    try:
+    with writes_refused(engine, index):
         refused = api.call("POST", f"/datasets/{api.dataset_id}/records",
                            json={"records": records})
-    finally:
-        engine.client.indices.open(index=index, wait_for_active_shards=1)
     assert refused.status_code == 503 and "nothing was stored" in refused.text
     assert api.snapshot() == before
     stored = api.call("POST", f"/datasets/{api.dataset_id}/records", json={"records": records})

@@ -8,6 +8,7 @@ here). Without a Docker engine these tests skip, and under CI=true they fail.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -249,3 +250,61 @@ def test_testcontainers_fallback_with_locally_built_images(image, tmp_path):
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     assert re.search(r"\b3 passed\b", run.stdout) and "skipped" not in run.stdout, run.stdout
+
+
+def test_the_embedded_engine_on_the_sqlite_volume(image):
+    """No database URL and no engine: the image keeps the database and the embedded
+    engine's file on its volume, searches text and vectors (by sqlite-vec: the image's
+    Python loads extensions), and after a restart with REINDEX_DATASETS still answers."""
+    import math
+    import random
+
+    from tests.api_tools import DATASET
+
+    volume = f"annota-test-{uuid.uuid4().hex[:10]}"
+    port = free_port()
+    env = container_env({}, port, REINDEX_DATASETS="true")
+    api = f"http://127.0.0.1:{port}/api/v1"
+    rng = random.Random(4)
+    vectors = [[rng.uniform(-1, 1) for _ in range(3)] for _ in range(40)]
+
+    def cosine(a: list[float], b: list[float]) -> float:
+        return sum(x * y for x, y in zip(a, b, strict=True)) / math.sqrt(
+            sum(x * x for x in a) * sum(y * y for y in b))
+
+    def searched(body: dict) -> dict:
+        answer = httpx.post(f"{api}/datasets/{dataset}/records/search", json=body,
+                            headers=HEADERS, timeout=30)
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    try:
+        with container(image, env, volume=volume) as first:
+            ready(port, first)
+            info = httpx.get(f"{api}/info", headers=HEADERS, timeout=10).json()
+            assert "sqlite-vec" in json.dumps(info), info
+            workspace = httpx.get(f"{api}/workspaces", headers=HEADERS, timeout=10).json()[0]
+            made = httpx.post(f"{api}/datasets", json={"workspace_id": workspace["id"],
+                                                        **DATASET}, headers=HEADERS, timeout=30)
+            assert made.status_code == 201, made.text
+            dataset = made.json()["id"]
+            records = [{"fields": {"text": f"{'kiwi' if i % 4 == 0 else 'plum'} review {i}"},
+                        "metadata": {"source": "web", "length": i, "score": 0.5},
+                        "external_id": f"e{i}", "vectors": {"embedding": v}}
+                       for i, v in enumerate(vectors)]
+            stored = httpx.post(f"{api}/datasets/{dataset}/records", json={"records": records},
+                                headers=HEADERS, timeout=60)
+            assert stored.status_code == 201 and stored.json()["indexed"] == 40, stored.text
+            assert searched({"text": {"q": "kiwi"}})["total"] == 10
+            query = [0.3, -0.2, 0.9]
+            similar = searched({"similarity": {"vector": "embedding", "value": query,
+                                               "k": 5}})
+            best = sorted(range(40), key=lambda i: -cosine(vectors[i], query))[:5]
+            assert [i["external_id"] for i in similar["items"]] == [f"e{i}" for i in best]
+        with container(image, env, volume=volume) as second:
+            ready(port, second)
+            assert searched({"text": {"q": "kiwi"}})["total"] == 10
+            logs = second.logs()
+        assert "reindexing every dataset" in logs
+    finally:
+        subprocess.run(["docker", "volume", "rm", "-f", volume], capture_output=True)

@@ -90,6 +90,9 @@ def test_the_readme_runs_as_pasted(tmp_path):
     assert process.returncode == 0, output[-3000:]
     assert "up to date" in output  # the quickstart's revisions
     assert (home / ".annota" / "annota.db").is_file()
+    # the quickstart searched the embedded engine: no service was configured for it
+    assert (home / ".annota" / "annota.search.db").is_file()
+    assert "2 of 2 records" in output
     assert '"indexed":3' in output.replace(" ", "")  # the import reached the index
     assert "Best banana smoothie in town." in output  # and the search found it
     assert "The banana bread" not in output.split('"indexed"')[-1]  # filtered by source

@@ -12,6 +12,15 @@ import sqlalchemy as sa
 from annota.search import maintenance
 from annota.search import reindex as reindexing
 from annota.search.mapping import MAPPING_VERSION
+from annota.search.query import (
+    MetadataFilter,
+    ResponseStatusFilter,
+    ResponseValueFilter,
+    SearchQuery,
+    SuggestionFilter,
+    TextQuery,
+)
+from annota.search.searching import search
 from annota.server.db import open_database
 from annota.server.domain import models as m
 from tests.conftest import Annota, make_env
@@ -24,6 +33,8 @@ from tests.search_tools import (
     migrated,
     run_in_thread,
 )
+
+TYPES = {"source": "terms", "length": "integer"}
 
 
 def test_reindex_builds_a_searchable_index_behind_an_alias(search_env_any_db):
@@ -41,19 +52,21 @@ def test_reindex_builds_a_searchable_index_behind_an_alias(search_env_any_db):
     meta = engine.mapping_meta(alias)[result.index]["annota"]
     assert meta["mapping_version"] == MAPPING_VERSION and meta["dataset_id"] == str(dataset)
 
-    hits = engine.search(alias, {"match": {"fields.text": "number 7"}}, size=1)
-    assert hits[0]["_source"]["external_id"] == "ext-7"
-    assert hits[0]["_source"]["metadata"]["undeclared"] == "kept"
-    by_metadata = engine.search(alias, {"bool": {"filter": [
-        {"term": {"metadata.source": "web"}}, {"range": {"metadata.length": {"lt": 10}}}]}},
-        size=100)
-    assert sorted(h["_source"]["external_id"] for h in by_metadata) == [
+    def found(**query) -> list[dict]:  # noqa: ANN003
+        return [h.source for h in search(engine, dataset, SearchQuery(**query), TYPES).hits]
+
+    (hit,) = found(text=TextQuery(q="number 7"), limit=1)
+    assert hit["external_id"] == "ext-7" and hit["metadata"]["undeclared"] == "kept"
+    by_metadata = found(filters=(MetadataFilter(property="source", values=("web",)),
+                                 MetadataFilter(property="length", lt=10)), limit=100)
+    assert sorted(h["external_id"] for h in by_metadata) == [
         f"ext-{i}" for i in (0, 2, 4, 6, 8)]
-    nested = engine.search(alias, {"nested": {"path": "responses", "query": {"bool": {"filter": [
-        {"term": {"responses.values.sentiment": "positive"}},
-        {"term": {"responses.status": "submitted"}}]}}}}, size=200)
-    assert len(nested) == 80  # each record has two answers, one of them is positive for 2/3
-    assert engine.search(alias, {"term": {"suggestions.sentiment.agent": "model-a"}}, size=0) == []
+    answered = found(filters=(ResponseValueFilter(question="sentiment", values=("positive",)),
+                              ResponseStatusFilter(statuses=("submitted",))), limit=200)
+    assert len(answered) == 80  # each record has two answers, one of them is positive for 2/3
+    assert found(filters=(SuggestionFilter(question="sentiment", agents=("model-b",)),)) == []
+    assert len(found(filters=(SuggestionFilter(question="sentiment", agents=("model-a",)),),
+                     limit=200)) == 120
     assert len(engine.knn_search(alias, "embedding", [0.5, 0.5, 0.5, 0.5], 5)) == 5
 
     state = maintenance.status(settings)
@@ -85,8 +98,8 @@ def test_search_keeps_answering_and_writes_are_not_lost_during_a_reindex(search_
     (new,) = engine.alias_indices(alias)
     assert new != old and old not in engine.indices(f"{alias}*")
     assert engine.count(alias) == 1510
-    found = engine.search(alias, {"match": {"fields.text": "latecomer"}}, size=20)
-    assert {h["_id"] for h in found} == {str(i) for i in late}
+    found = search(engine, dataset, SearchQuery(text=TextQuery(q="latecomer")), TYPES)
+    assert {h.id for h in found.hits} == {str(i) for i in late}
 
 
 def corrupt_vectors(settings, record_ids, *, dims: int) -> None:  # noqa: ANN001
@@ -231,6 +244,15 @@ def test_unreachable_and_wrong_engines_are_one_line_and_an_exit_code(tmp_path, s
         ({"ANNOTA_SEARCH_ENGINE": other, "ANNOTA_ELASTICSEARCH": url}, 9, "is not "),
         ({"ANNOTA_SEARCH_ENGINE": "solr"}, 2, "ANNOTA_SEARCH_ENGINE must be one of"),
     ]
+    if kind == "sqlite":  # its file cannot be made (under a file), or is not SQLite's
+        (tmp_path / "a-file").write_text("not a directory")
+        (tmp_path / "not-sqlite.db").write_bytes(b"Sup3r-s3cret " * 200)
+        cases[:2] = [
+            ({"ANNOTA_SEARCH_ENGINE": kind,
+              "ANNOTA_SEARCH_PATH": str(tmp_path / "a-file" / "search.db")}, 8, "cannot reach"),
+            ({"ANNOTA_SEARCH_ENGINE": kind,
+              "ANNOTA_SEARCH_PATH": str(tmp_path / "not-sqlite.db")}, 9, "is not "),
+        ]
     migrated = make_env(tmp_path, None)  # the engine's errors, on a database at head
     assert Annota(migrated).run("server", "database", "migrate").returncode == 0
     for extra, code, message in cases:

@@ -23,9 +23,10 @@ EXIT_DRIFT = IndexDriftError.exit_code
 
 @click.group("search-engine")
 def search_engine() -> None:
-    """Rebuild and inspect the per-dataset search indices (Elasticsearch or OpenSearch).
+    """Rebuild, inspect and search the per-dataset search indices.
 
-    Set ANNOTA_SEARCH_ENGINE (elasticsearch | opensearch) and ANNOTA_ELASTICSEARCH (URL).
+    The engine: embedded (a SQLite file, the default on a SQLite database), or set
+    ANNOTA_ELASTICSEARCH (URL) and ANNOTA_SEARCH_ENGINE (elasticsearch | opensearch).
 
     \b
     Example:
@@ -244,3 +245,75 @@ def cleanup(dry_run: bool, stale_after: float) -> None:
     for name in result.kept_building:
         click.echo(f"Kept {name}: a reindex is still building it")
     click.echo(f"{verb} {len(result.deleted)} indices.")
+
+
+@search_engine.command("search")
+@click.argument("dataset", type=NONEMPTY)
+@click.argument("text", required=False)
+@click.option("--query", "query_json", type=NONEMPTY,
+              help="The whole query as JSON (the API's search body: text, filters, sort, "
+                   "offset, limit, similarity); TEXT, if given too, replaces its text.")
+@click.option("--limit", type=click.IntRange(0, 1000), default=None,
+              help="Records to show (default 20).")
+@json_option
+def search_command(dataset: str, text: str | None, query_json: str | None, limit: int | None,
+                   as_json: bool) -> None:
+    """Search a dataset's index, as the API does: DATASET is its id or name.
+
+    A query that does not fit the dataset is refused with every problem's location.
+
+    \b
+    Example:
+      annota server search-engine search reviews banana
+      annota server search-engine search reviews --query '{"filters": [{"type":
+        "metadata", "property": "source", "values": ["mail"]}], "limit": 5}'
+    """
+    import json
+
+    from pydantic import ValidationError
+
+    from annota.errors import InvalidInputError
+    from annota.search import connect
+    from annota.search.query import SearchQuery
+    from annota.search.searching import answer, item
+    from annota.server.db import open_database, read_only
+    from annota.server.domain.datasets import dataset_by_id_or_name
+    from annota.server.schema.migrate import ensure_at_head
+
+    config = settings()
+    try:
+        given = json.loads(query_json) if query_json else {}
+        if not isinstance(given, dict):
+            raise InvalidInputError("--query is not a JSON object")
+        if text is not None:
+            given["text"] = {"q": text}
+        if limit is not None:
+            given["limit"] = limit
+        query = SearchQuery.model_validate(given)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"--query is not JSON: {exc}") from None
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = ".".join(str(part) for part in problem["loc"]) or "the query"
+        raise InvalidInputError(f"--query: {where}: {problem['msg']}") from None
+    ensure_at_head(config)
+    engine = connect(config.search)
+    db = read_only(open_database(config.database_url))
+    try:
+        with db.connect() as connection:
+            dataset_id = dataset_by_id_or_name(connection, dataset).id
+            result = answer(connection, engine, dataset_id, query)
+    finally:
+        db.dispose()
+    items = [item(h) for h in result.hits]
+    if as_json:
+        echo_json({"items": items, "count": len(items), "total": result.total})
+        return
+    echo_table(["ID", "SCORE", "EXTERNAL ID", "FIELDS"], [
+        [i["id"], "-" if i["score"] is None else f"{i['score']:.4g}", i["external_id"] or "-",
+         _shorten(json.dumps(i["fields"], ensure_ascii=False))] for i in items], indent="")
+    click.echo(f"{len(items)} of {result.total} records")
+
+
+def _shorten(text: str, width: int = 60) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"

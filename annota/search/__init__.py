@@ -1,4 +1,5 @@
-"""Search: one engine interface over Elasticsearch and OpenSearch, and the reindex task."""
+"""Search: one engine interface over Elasticsearch, OpenSearch and the embedded SQLite
+engine, and the reindex task."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ if TYPE_CHECKING:
 def connect(settings: SearchSettings) -> SearchEngine:
     """The engine for ``settings`` (its client imported only now), checked to answer and
     to be the kind configured."""
-    if settings.engine == "opensearch":
+    if settings.engine == "sqlite":
+        from annota.search.sqlite.engine import SqliteEngine as Engine
+    elif settings.engine == "opensearch":
         from annota.search.opensearch import OpenSearchEngine as Engine
     else:
         from annota.search.elasticsearch import ElasticsearchEngine as Engine

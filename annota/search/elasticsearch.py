@@ -11,12 +11,13 @@ from elasticsearch import ConnectionError as ClientConnectionError
 from elasticsearch.helpers import streaming_bulk
 
 from annota.errors import WrongSearchEngineError
-from annota.search.engine import EngineInfo, SearchEngine, Versioned, too_many_requests
+from annota.search.cluster import ClusterEngine
+from annota.search.engine import EngineInfo, Versioned, too_many_requests
 
 SUPPORTED_MAJORS = ("8", "9")
 
 
-class ElasticsearchEngine(SearchEngine):
+class ElasticsearchEngine(ClusterEngine):
     bulk_helper = staticmethod(streaming_bulk)
     kind, label = "elasticsearch", "Elasticsearch"
 
@@ -70,12 +71,6 @@ class ElasticsearchEngine(SearchEngine):
 
     def index_settings(self, *, vectors: bool) -> dict[str, Any]:
         return {}
-
-    def knn_search(self, index: str, field: str, vector: list[float], k: int) -> list[dict]:
-        knn = {"field": f"vectors.{field}", "query_vector": vector, "k": k,
-               "num_candidates": max(50, 5 * k)}
-        with self._call("run a kNN search"):
-            return self.client.search(index=index, knn=knn, size=k)["hits"]["hits"]
 
     def create_index(self, name: str, settings: dict, mappings: dict,
                      aliases: list[str] = ()) -> None:

@@ -1,9 +1,10 @@
 """The engine interface: what annota needs from a search engine, and index naming.
 
 One alias per dataset (``<prefix>.records.<dataset id>``) points at a concrete index
-(``<alias>.<UTC timestamp>``). The client-specific parts (client construction, call style,
-product check, vector field type, kNN query shape) live in ``elasticsearch.py`` and
-``opensearch.py``; everything else is written once, here and in ``reindex.py``.
+(``<alias>.<UTC timestamp>``). Three engines implement it: Elasticsearch and
+OpenSearch (``cluster.py``, with what differs in ``elasticsearch.py`` and ``opensearch.py``)
+and the embedded engine (``sqlite/``). Reindexing, leases, status and cleanup are written
+once, over this interface (``reindex.py``, ``lease.py``, ``maintenance.py``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from annota.errors import (
     SearchEngineUnreachableError,
 )
 from annota.search.errors import describe_error, scrub
+from annota.search.query import Hit, SearchQuery, SearchResult
 from annota.urls import split_userinfo
 
 Versioned = tuple[int, int]  # a document's (sequence number, primary term)
@@ -30,7 +32,7 @@ Versioned = tuple[int, int]  # a document's (sequence number, primary term)
 
 @dataclass(frozen=True)
 class EngineInfo:
-    kind: str  # elasticsearch | opensearch
+    kind: str  # elasticsearch | opensearch | sqlite
     version: str
 
 
@@ -100,10 +102,6 @@ class SearchEngine(ABC):
         """Extra index settings an index with vectors needs."""
 
     @abstractmethod
-    def knn_search(self, index: str, field: str, vector: list[float], k: int) -> list[dict]:
-        """The k nearest documents to ``vector`` in vector ``field``."""
-
-    @abstractmethod
     def create_index(self, name: str, settings: dict, mappings: dict,
                      aliases: list[str] = ()) -> None: ...
 
@@ -124,23 +122,11 @@ class SearchEngine(ABC):
     def count(self, name: str) -> int: ...
 
     @abstractmethod
-    def bulk(self, operations: list[dict]) -> dict:
-        """One _bulk request; ``SearchEngineOverloadedError`` when all of it is refused (429)."""
-
-    bulk_helper: Any  # the client's own streaming_bulk
-
-    @abstractmethod
-    def _call(self, what: str) -> Any:
-        """A context manager turning the client's errors into annota's."""
-
     def stream_bulk(self, actions: Iterator[dict], *, chunk_docs: int,
                     chunk_bytes: int) -> Iterator[tuple[bool, dict]]:
-        """The client's ``streaming_bulk``: (ok, item) per action, nothing retried and
-        nothing raised for a refused document; an unreachable engine raises."""
-        with self._call("index documents"):
-            yield from self.bulk_helper(self.client, actions, chunk_size=chunk_docs,
-                                        max_chunk_bytes=chunk_bytes, raise_on_error=False,
-                                        raise_on_exception=False, max_retries=0)
+        """Index or delete documents: (ok, item) per action, in the shape of the
+        clients' ``streaming_bulk`` (``{op: {"_id", "status", "error"}}``), nothing retried
+        and nothing raised for a refused document; an unreachable engine raises."""
 
     @abstractmethod
     def indices(self, pattern: str) -> dict[str, list[str]]:
@@ -154,22 +140,49 @@ class SearchEngine(ABC):
     def mapping_meta(self, name: str) -> dict:
         """{concrete index: its mapping's ``_meta``} for an index or alias."""
 
+    # -- annota's queries (``query.py``), each engine compiling them its own way ------
     @abstractmethod
-    def search(self, index: str, query: dict, *, size: int = 10, sort: list | None = None,
-               search_after: list | None = None, source: Any = True,
-               docvalues: list[str] | None = None) -> list[dict]: ...
+    def find(self, alias: str, query: SearchQuery, metadata_types: dict[str, str]
+             ) -> SearchResult:
+        """The records matching ``query`` (not a similarity search), a page and the total;
+        hits carry their document without its vectors."""
 
     @abstractmethod
-    def run_search(self, index: str, body: dict) -> dict:
-        """One search request, its whole response; ``body`` in the REST API's terms
-        (``query``, ``knn``, ``from``, ``size``, ``sort``, ``aggs``, ``_source``,
-        ``track_total_hits``)."""
+    def nearest(self, alias: str, field: str, vector: list[float], k: int,
+                filters: tuple[Any, ...]) -> list[Hit]:
+        """The ``k`` documents nearest to ``vector`` in vector ``field`` among those
+        matching ``filters`` (filtered before the top k is taken), most similar first;
+        each hit's score is its cosine similarity to ``vector``."""
 
     @abstractmethod
-    def similarity_body(self, field: str, vector: list[float], k: int,
-                        filters: list[dict]) -> dict:
-        """The request body of the ``k`` nearest documents to ``vector`` in vector
-        ``field`` among those matching ``filters`` (filtered before the top k is taken)."""
+    def metrics(self, alias: str, filters: tuple[Any, ...], property_name: str,
+                kind: str) -> tuple[int, dict[str, Any]]:
+        """(how many documents match ``filters``, the property's metrics over them):
+        ``{"values": {value: count}}`` for terms, ``{"min", "max"}`` for numbers."""
+
+    @abstractmethod
+    def progress(self, alias: str, filters: tuple[Any, ...], min_submitted: int
+                 ) -> tuple[int, int, dict[str, dict[str, int]]]:
+        """(documents matching ``filters``, those completed: ``submitted`` at least
+        ``min_submitted``, {user: {status: responses}})."""
+
+    # -- reading back what a reindex compares ------------------------------------------
+    @abstractmethod
+    def versions_of(self, index: str, ids: list[str]) -> dict[str, str | None]:
+        """{id: version} of the documents of ``index`` among ``ids`` (those it has)."""
+
+    @abstractmethod
+    def iter_versions(self, index: str, page: int = 10000
+                      ) -> Iterator[tuple[str, str | None]]:
+        """Every document of ``index`` as (id, its ``updated_at``: the record's version),
+        in id order."""
+
+    @abstractmethod
+    def sources(self, index: str, size: int = 1000) -> dict[str, dict]:
+        """{id: source} of up to ``size`` documents of ``index`` (the leases)."""
+
+    def knn_search(self, index: str, field: str, vector: list[float], k: int) -> list[Hit]:
+        return self.nearest(index, field, vector, k, ())
 
     # single documents with optimistic concurrency (sequence number, primary term): the
     # reindex lease is one such document
@@ -206,35 +219,6 @@ class SearchEngine(ABC):
 
     def alias_indices(self, alias: str) -> list[str]:
         return [name for name, aliases in self.indices(f"{alias}*").items() if alias in aliases]
-
-    def versions_of(self, index: str, ids: list[str]) -> dict[str, str | None]:
-        """{id: version} of the documents of ``index`` among ``ids`` (those it has)."""
-        found: dict[str, str | None] = {}
-        for start in range(0, len(ids), 10000):
-            chunk = ids[start:start + 10000]
-            hits = self.search(index, {"ids": {"values": chunk}}, size=len(chunk),
-                               sort=[{"id": "asc"}], source=False,
-                               docvalues=["updated_at.exact"])  # the sort carries the id
-            found.update(_id_and_version(h) for h in hits)
-        return found
-
-    def iter_versions(self, index: str, page: int = 10000) -> Iterator[tuple[str, str | None]]:
-        """Every document of ``index`` as (id, its ``updated_at``: the record's version),
-        by search_after on the ``id`` keyword, from doc values only (no ``_source``)."""
-        after = None
-        while True:
-            hits = self.search(index, {"match_all": {}}, size=page, sort=[{"id": "asc"}],
-                               search_after=after, source=False,
-                               docvalues=["updated_at.exact"])
-            yield from (_id_and_version(h) for h in hits)
-            if len(hits) < page:
-                return
-            after = hits[-1]["sort"]
-
-
-def _id_and_version(hit: dict) -> tuple[str, str | None]:
-    """A hit sorted by ``id`` with the doc value ``updated_at.exact``: (id, version)."""
-    return hit["sort"][0], (hit.get("fields", {}).get("updated_at.exact") or [None])[0]
 
 
 def too_many_requests() -> SearchEngineOverloadedError:

@@ -39,8 +39,8 @@ def live_builds(engine: SearchEngine, among: set[str], watch: float = STALE_SECO
     name = lease_index(engine.prefix)
     if not among or not engine.indices(name):
         return set()
-    leases = {hit["_id"]: hit["_source"]["index"] for hit in engine.search(
-        name, {"match_all": {}}, size=1000) if hit["_source"].get("index") in among}
+    leases = {lease_id: body["index"] for lease_id, body in engine.sources(name).items()
+              if body.get("index") in among}
     first = {i: engine.get_document(name, i) for i in leases}
     alive: set[str] = set()
     deadline = time.monotonic() + watch

@@ -16,10 +16,11 @@ from annota.errors import (
     SearchEngineUnreachableError,
     WrongSearchEngineError,
 )
-from annota.search.engine import EngineInfo, SearchEngine, Versioned, too_many_requests
+from annota.search.cluster import ClusterEngine
+from annota.search.engine import EngineInfo, Versioned, too_many_requests
 
 
-class OpenSearchEngine(SearchEngine):
+class OpenSearchEngine(ClusterEngine):
     bulk_helper = staticmethod(streaming_bulk)
     kind, label = "opensearch", "OpenSearch"
 
@@ -70,11 +71,6 @@ class OpenSearchEngine(SearchEngine):
 
     def index_settings(self, *, vectors: bool) -> dict[str, Any]:
         return {"index.knn": True} if vectors else {}
-
-    def knn_search(self, index: str, field: str, vector: list[float], k: int) -> list[dict]:
-        body = {"size": k, "query": {"knn": {f"vectors.{field}": {"vector": vector, "k": k}}}}
-        with self._call("run a kNN search"):
-            return self.client.search(index=index, body=body)["hits"]["hits"]
 
     def create_index(self, name: str, settings: dict, mappings: dict,
                      aliases: list[str] = ()) -> None:

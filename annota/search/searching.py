@@ -1,5 +1,7 @@
-"""Answering annota's queries (``query.py``) from a dataset's index on Elasticsearch or
-OpenSearch: records, similar records, metrics of a metadata property, and progress."""
+"""Answering annota's queries (``query.py``) from a dataset's index, on whichever engine:
+records, similar records, metrics of a metadata property, and progress. Each engine
+compiles the query its own way (``SearchEngine.find``, ``nearest``, ``metrics``,
+``progress``); what is the same on all of them is here."""
 
 from __future__ import annotations
 
@@ -8,13 +10,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from annota.search import dsl
 from annota.search.engine import SearchEngine, alias_name
-from annota.search.query import Hit, SearchQuery, SearchResult, Sort
+from annota.search.query import Hit, SearchQuery, SearchResult
 from annota.server.domain import models as m
 from annota.server.domain.validation import DatasetSettings, Problems
-
-_SOURCE = {"excludes": ["vectors"]}  # a hit carries its record, not its embeddings
 
 
 def search(engine: SearchEngine, dataset_id: uuid.UUID | str, query: SearchQuery,
@@ -27,32 +26,23 @@ def search(engine: SearchEngine, dataset_id: uuid.UUID | str, query: SearchQuery
         return SearchResult(total=0, hits=())
     if query.similarity is not None:
         return _similar(engine, alias, query, vector)
-    sorts = query.sort or ((Sort(by="relevance", order="desc"),) if query.text else ())
-    response = engine.run_search(alias, {
-        "query": dsl.bool_query(query), "from": query.offset, "size": query.limit,
-        "sort": dsl.sort_clauses(sorts, metadata_types), "track_total_hits": True,
-        "_source": _SOURCE})
-    hits = response["hits"]
-    return SearchResult(total=_total(hits), hits=tuple(
-        Hit(id=h["_id"], score=h.get("_score"), source=h["_source"]) for h in hits["hits"]))
+    return engine.find(alias, query, metadata_types)
 
 
 def _similar(engine: SearchEngine, alias: str, query: SearchQuery,
              vector: list[float] | None) -> SearchResult:
-    """The k most (or least) similar records by cosine similarity. The least similar to v
-    are the most similar to -v; an engine scores cosine c as (1 + c) / 2."""
+    """The k most (or least) similar records by cosine similarity: the least similar to v
+    are the most similar to -v."""
     similarity = query.similarity
     assert similarity is not None and vector is not None
     sign = 1.0 if similarity.order == "most" else -1.0
-    body = engine.similarity_body(similarity.vector, [sign * v for v in vector],
-                                  similarity.k, dsl.filter_clauses(query.filters))
-    response = engine.run_search(alias, {**body, "_source": _SOURCE})
     hits = []
-    for h in response["hits"]["hits"]:
-        cosine = sign * (2.0 * h["_score"] - 1.0)
+    for h in engine.nearest(alias, similarity.vector, [sign * v for v in vector],
+                            similarity.k, query.filters):
+        cosine = sign * (h.score or 0.0)
         if similarity.threshold is not None and sign * (cosine - similarity.threshold) < 0:
             continue  # most: at least the threshold; least: at most
-        hits.append(Hit(id=h["_id"], score=cosine, source=h["_source"]))
+        hits.append(Hit(id=h.id, score=cosine, source=h.source))
     return SearchResult(total=len(hits), hits=tuple(hits))
 
 
@@ -60,13 +50,14 @@ def metrics(engine: SearchEngine, dataset_id: uuid.UUID | str, query: SearchQuer
             property_name: str, kind: str) -> dict[str, Any]:
     """A metadata property over the records matching ``query``'s filters: value counts
     (terms) or min and max (integer, float)."""
-    total, aggs = _aggregated(engine, dataset_id, query,
-                              dsl.metrics_aggregation(kind, property_name))
+    alias = alias_name(engine.prefix, dataset_id)
+    if not engine.alias_indices(alias):
+        total, found = 0, {}
+    else:
+        total, found = engine.metrics(alias, query.filters, property_name, kind)
     if kind == "terms":
-        buckets = aggs.get("values", {}).get("buckets", [])
-        return {"type": kind, "total": total,
-                "values": {str(b["key"]): b["doc_count"] for b in buckets}}
-    low, high = (aggs.get(n, {}).get("value") for n in ("min", "max"))
+        return {"type": kind, "total": total, "values": found.get("values", {})}
+    low, high = found.get("min"), found.get("max")
     if kind == "integer":
         low, high = (None if v is None else int(v) for v in (low, high))
     return {"type": kind, "total": total, "min": low, "max": high}
@@ -77,34 +68,26 @@ def progress(engine: SearchEngine, dataset_id: uuid.UUID | str, query: SearchQue
     """Of the records matching ``query``'s filters: how many are completed and pending,
     and per user who answered any, their responses by status and the records they have
     not answered (``pending``)."""
-    total, aggs = _aggregated(engine, dataset_id, query,
-                              dsl.progress_aggregation(min_submitted))
-    completed = aggs.get("completed", {}).get("doc_count", 0)
-    users = {}
-    for bucket in aggs.get("responses", {}).get("users", {}).get("buckets", []):
-        statuses = {s["key"]: s["doc_count"] for s in bucket["statuses"]["buckets"]}
-        users[str(bucket["key"])] = {**{s: statuses.get(s, 0) for s in (
-            "submitted", "draft", "discarded")}, "pending": total - bucket["doc_count"]}
+    alias = alias_name(engine.prefix, dataset_id)
+    total, completed, by_user = (engine.progress(alias, query.filters, min_submitted)
+                                 if engine.alias_indices(alias) else (0, 0, {}))
+    users = {user: {**{s: statuses.get(s, 0) for s in ("submitted", "draft", "discarded")},
+                    "pending": total - sum(statuses.values())}
+             for user, statuses in by_user.items()}
     return {"total": total, "completed": completed, "pending": total - completed,
             "users": users}
 
 
-def _aggregated(engine: SearchEngine, dataset_id: uuid.UUID | str, query: SearchQuery,
-                aggs: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    """(the count, the aggregations) of the records matching ``query``'s filters; (0, {})
-    when the dataset has no index yet."""
-    alias = alias_name(engine.prefix, dataset_id)
-    if not engine.alias_indices(alias):
-        return 0, {}
-    response = engine.run_search(alias, {
-        "query": {"bool": {"filter": dsl.filter_clauses(query.filters)}}, "size": 0,
-        "track_total_hits": True, "aggs": aggs})
-    return _total(response["hits"]), response.get("aggregations", {})
+def answer(connection: sa.Connection, engine: SearchEngine, dataset_id: uuid.UUID,
+           query: SearchQuery, root: tuple[str | int, ...] = ()) -> SearchResult:
+    """``query`` checked against the dataset (``InvalidInputError`` with every problem's
+    location under ``root``), then answered."""
+    from annota.search.query import check_query
 
-
-def _total(hits: dict[str, Any]) -> int:
-    total = hits.get("total", 0)
-    return total["value"] if isinstance(total, dict) else int(total)
+    dataset = DatasetSettings.load(connection, dataset_id)
+    check_query(query, dataset, root)
+    vector = query_vector(connection, query, dataset, root)
+    return search(engine, dataset_id, query, dataset.metadata, vector)
 
 
 def query_vector(connection: sa.Connection, query: SearchQuery, settings: DatasetSettings,

@@ -218,16 +218,12 @@ def create_app(settings: Settings) -> FastAPI:
     @app.post(f"{API}/datasets/{{dataset_id}}/records/search")
     def search_records(dataset_id: uuid.UUID, body: SearchIn,
                        user: sa.Row = Depends(current_user)) -> dict[str, Any]:
-        from annota.search.query import check_query
-        from annota.search.searching import item, query_vector, search
+        from annota.search.searching import answer, item
 
         with db.connect() as connection:
             visible_dataset(connection, user, dataset_id)
-            dataset = DatasetSettings.load(connection, dataset_id)
-            check_search(dataset, body.terms, body.ranges)
-            check_query(body, dataset, ("body",))
-            vector = query_vector(connection, body, dataset, ("body",))
-        result = search(search_engine(), dataset_id, body.query(), dataset.metadata, vector)
+            check_search(DatasetSettings.load(connection, dataset_id), body.terms, body.ranges)
+            result = answer(connection, search_engine(), dataset_id, body.query(), ("body",))
         items = [item(h) for h in result.hits]
         return {"items": items, "count": len(items), "total": result.total}
 

@@ -101,6 +101,22 @@ def dataset_row(connection: sa.Connection, dataset_id: uuid.UUID | str) -> sa.Ro
     return row
 
 
+def dataset_by_id_or_name(connection: sa.Connection, key: str) -> sa.Row:
+    """The dataset with this id, or else the one dataset with this name (a name that
+    several workspaces use is refused: give the id)."""
+    try:
+        return dataset_row(connection, uuid.UUID(key))
+    except ValueError:
+        pass
+    rows = connection.execute(sa.select(m.Dataset.__table__).where(
+        m.Dataset.name == key)).all()
+    if len(rows) > 1:
+        raise NotFoundError(f"{len(rows)} datasets are named {key!r}; give the dataset's id")
+    if not rows:
+        raise NotFoundError(f"no dataset with id or name {key!r}")
+    return rows[0]
+
+
 def _names(connection: sa.Connection, model: type, dataset_id: uuid.UUID) -> dict[str, Any]:
     rows = connection.execute(sa.select(model.name, model.id).where(model.dataset_id == dataset_id))
     return dict(rows.all())
