@@ -45,11 +45,13 @@ def _exact(vectors: dict[str, list[float]], query: list[float], k: int,
     return sorted(pool, key=lambda i: -_cosine(vectors[i], query))[:k]
 
 
-def test_numpy_matrices_follow_every_write(tmp_path):
+def test_numpy_matrices_follow_every_write(tmp_path, monkeypatch):
     """Indexed, then changed, deleted and added: each query answers as exact cosine over
     the documents the index has at that moment (the matrix catches up by sequence)."""
     from annota.search.query import MetadataFilter
 
+    # the log of deletions pruned at every write: a matrix behind it must be rebuilt
+    monkeypatch.setattr("annota.search.sqlite.engine.PRUNE_EVERY", 1)
     env = engine_env(tmp_path, f"sqlite:///{tmp_path / 'annota.db'}", "", "sqlite")
     engine = connect(Settings.from_env(env).search)
     assert isinstance(engine, SqliteEngine) and "numpy" in engine.info().version
@@ -81,6 +83,8 @@ def test_numpy_matrices_follow_every_write(tmp_path):
         assert not remove(engine, "vec-alias", gone).rejected
         for i in gone:
             del vectors[i]
+        some = sorted(vectors)[round_]  # a write after the deletions prunes their log
+        assert not send(engine, "vec-alias", [_doc(int(some[1:]), vectors[some])]).rejected
 
 
 SCRIPT = r"""
@@ -108,8 +112,10 @@ for _ in range(20):
         "extension": vectors.by_extension(cursor, "x1", "emb", query, k, None, []),
         "extension_odd": vectors.by_extension(
             cursor, "x1", "emb", query, k, "SELECT rid FROM x1_vec WHERE rid % 2 = 1", []),
-        "numpy": vectors.Matrices().nearest(cursor, ("m",), "x1", "emb", 1, query, k, None),
-        "numpy_odd": vectors.Matrices().nearest(cursor, ("m",), "x1", "emb", 1, query, k, odd),
+        "numpy": vectors.Matrices().nearest(cursor, ("m",), "x1", "emb", (1, 0), query, k,
+                                            None),
+        "numpy_odd": vectors.Matrices().nearest(cursor, ("m",), "x1", "emb", (1, 0), query, k,
+                                                odd),
     })
 print(json.dumps({"rows": rows, "answers": out}))
 """

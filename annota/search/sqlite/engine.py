@@ -37,6 +37,7 @@ from annota.search.sqlite.store import (
 )
 
 PLAIN = {"kind": "plain"}
+PRUNE_EVERY = 1000  # writes to an index between two prunes of its deletions' log
 
 
 class _Index:
@@ -311,6 +312,9 @@ class SqliteEngine(SearchEngine):
             outcomes.append(_outcome(action, 200 if doc_id in existing else 201))
         ingest.remove(cursor, t, layout, gone, seq)
         rows.write(cursor, t, seq)
+        if seq % PRUNE_EVERY == 0 and layout["vectors"]:
+            cursor.execute(f"DELETE FROM {t}_gone WHERE seq < ?", [seq])
+            cursor.execute("UPDATE indices SET gone_floor = ? WHERE id = ?", [seq, index.id])
         return outcomes
 
     # -- versioned documents (the leases) -----------------------------------------------
@@ -449,12 +453,12 @@ class SqliteEngine(SearchEngine):
             if self._extension():
                 best = vectors.by_extension(cursor, t, field, vector, k, candidates, params)
             else:
-                (seq,) = cursor.execute("SELECT seq FROM indices WHERE id = ?",
-                                        [index.id]).fetchone()
+                seq, floor = cursor.execute("SELECT seq, gone_floor FROM indices WHERE id = ?",
+                                            [index.id]).fetchone()
                 allowed = None if candidates is None else [
                     r for (r,) in cursor.execute(candidates, params)]
                 best = vectors.MATRICES.nearest(cursor, (str(self.store.path), index.id, field),
-                                                t, field, seq, vector, k, allowed)
+                                                t, field, (seq, floor), vector, k, allowed)
             if not best:
                 return []
             rids = [rid for rid, _ in best]

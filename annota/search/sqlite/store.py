@@ -11,7 +11,8 @@ costs a reindex. Per index ``x<id>``:
 - ``_meta``, ``_resp``, ``_answer``, ``_sugg``: metadata values, responses, answers and
   suggestions, one row per value, indexed for the filters;
 - ``_vec`` and ``_gone``: vectors as float32 and the documents deleted, with the write
-  sequence that the in-memory vector matrices catch up from.
+  sequence that the in-memory vector matrices catch up from (``_gone`` is pruned every
+  ``PRUNE_EVERY`` writes; a matrix older than the prune is rebuilt whole).
 
 A plain index (the reindex leases) keeps versioned JSON documents in ``kv``.
 """
@@ -30,7 +31,8 @@ import orjson
 CATALOG = """
 CREATE TABLE IF NOT EXISTS indices (
     id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE, layout TEXT NOT NULL,
-    meta TEXT NOT NULL, settings TEXT NOT NULL, seq INTEGER NOT NULL DEFAULT 0);
+    meta TEXT NOT NULL, settings TEXT NOT NULL, seq INTEGER NOT NULL DEFAULT 0,
+    gone_floor INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS aliases (
     alias TEXT NOT NULL, index_id INTEGER NOT NULL, is_write INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (alias, index_id));

@@ -64,13 +64,18 @@ class Matrices:
         self._kept: OrderedDict[tuple, _Matrix] = OrderedDict()
         self._lock = threading.Lock()
 
-    def nearest(self, cursor: sqlite3.Cursor, key: tuple, t: str, field: str, seq: int,
-                vector: list[float], k: int, candidates: list[int] | None
-                ) -> list[tuple[int, float]]:
+    def nearest(self, cursor: sqlite3.Cursor, key: tuple, t: str, field: str,
+                seqs: tuple[int, int], vector: list[float], k: int,
+                candidates: list[int] | None) -> list[tuple[int, float]]:
+        """``seqs``: the index's write sequence now, and the one below which its log of
+        deletions was pruned (a matrix older than that is rebuilt whole)."""
         import numpy as np
 
+        seq, floor = seqs
         with self._lock:
-            matrix = self._kept.pop(key, None) or _Matrix()
+            matrix = self._kept.pop(key, None)
+            if matrix is None or matrix.seq < floor:
+                matrix = _Matrix()
             self._kept[key] = matrix
             while len(self._kept) > KEPT:
                 self._kept.popitem(last=False)
