@@ -241,7 +241,9 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--elasticsearch", default=os.environ.get(
         "ANNOTA_TEST_ELASTICSEARCH_URL", "http://127.0.0.1:59200"))
-    parser.add_argument("--work", type=Path)
+    parser.add_argument("--work", type=Path,
+                        help="a directory to keep the seeded database in (seeded once)")
+    parser.add_argument("--seed-only", action="store_true")
     parser.add_argument("--child")
     parser.add_argument("--dataset")
     args = parser.parse_args()
@@ -265,6 +267,8 @@ def main() -> None:
         marker.write_text(dataset)
         print(f"seeded {args.records} records in {time.perf_counter() - started:.0f} s",
               file=sys.stderr)
+    if args.seed_only:
+        return
     engines = {
         "elasticsearch": {**base, "ANNOTA_SEARCH_ENGINE": "elasticsearch",
                           "ANNOTA_ELASTICSEARCH": args.elasticsearch,

@@ -84,6 +84,7 @@ MALFORMED: dict[str, st.SearchStrategy[str]] = {
     "ANNOTA_ELASTICSEARCH_USERNAME": with_control_character(),
     "ANNOTA_ELASTICSEARCH_PASSWORD": with_control_character(),
     "ANNOTA_ELASTICSEARCH_CA_PATH": with_control_character(),
+    "ANNOTA_SEARCH_PATH": with_control_character(),
     "ANNOTA_ELASTICSEARCH_SSL_VERIFY": not_one_of("1", "true", "yes", "on", "0", "false",
                                                   "no", "off"),
     "ANNOTA_SEARCH_INDEX_PREFIX": st.one_of(
