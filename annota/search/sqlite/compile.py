@@ -67,29 +67,41 @@ def _converted(kind: str | None, values: tuple[Any, ...]) -> list[Any]:
     return out
 
 
+def column(layout: dict[str, Any], name: str) -> str | None:
+    """The docs column holding a metadata property's single value."""
+    names = list(layout["metadata"])
+    return f"d.m{names.index(name)}" if name in names else None
+
+
 def _filter(out: Compiled, t: str, layout: dict[str, Any], item: Any) -> None:
     if isinstance(item, MetadataFilter):
-        kind = layout["metadata"].get(item.property)
+        kind, where = layout["metadata"].get(item.property), column(layout, item.property)
+        if where is None:
+            out.add("0")  # a property the index does not have matches nothing
+            return
         if item.values is not None:
             values = _converted(kind, item.values)
-            out.add(f"d.rid IN (SELECT rid FROM {t}_meta WHERE name = ? AND value IN "
-                    f"({_marks(values)}))", item.property, *values)
+            test, params = f"IN ({_marks(values)})", values
+        else:
+            test = " AND value ".join(f"{_OPS[k]} ?" for k in item.bounds)
+            params = list(item.bounds.values())
+        one = f"{where} {test}".replace(" AND value ", f" AND {where} ")
+        if item.property not in layout.get("multi", ()):
+            out.add(one, *params)
             return
-        bounds = " AND ".join(f"value {_OPS[k]} ?" for k in item.bounds)
-        out.add(f"d.rid IN (SELECT rid FROM {t}_meta WHERE name = ? AND {bounds})",
-                item.property, *item.bounds.values())
+        out.add(f"({one} OR d.rid IN (SELECT rid FROM {t}_meta WHERE name = ? AND value "
+                f"{test}))", *params, item.property, *params)
     elif isinstance(item, ResponseStatusFilter):
-        user = "user_id = ? AND " if item.user_id else ""
-        users = [str(item.user_id)] if item.user_id else []
-        answered = [s for s in item.statuses if s != "pending"]
+        # d.resp is " user:status user:status ... " (a lone space: no response)
+        user = str(item.user_id) if item.user_id else None
         either, params = [], []
-        if answered:
-            either.append(f"EXISTS (SELECT 1 FROM {t}_resp r WHERE {user}r.rid = d.rid AND "
-                          f"status IN ({_marks(answered)}))")
-            params += [*users, *answered]
-        if "pending" in item.statuses:
-            either.append(f"NOT EXISTS (SELECT 1 FROM {t}_resp r WHERE {user}r.rid = d.rid)")
-            params += users
+        for status in item.statuses:
+            if status == "pending":
+                either.append("instr(d.resp, ?) = 0" if user else "d.resp = ' '")
+                params += [f" {user}:"] if user else []
+            else:
+                either.append("instr(d.resp, ?) > 0")
+                params.append(f" {user}:{status} " if user else f":{status} ")
         out.add("(" + " OR ".join(either) + ")", *params)
     elif isinstance(item, ResponseValueFilter):
         values = _converted(layout["answers"].get(item.question), item.values)
@@ -100,10 +112,10 @@ def _filter(out: Compiled, t: str, layout: dict[str, Any], item: Any) -> None:
     elif isinstance(item, SuggestionFilter):
         _suggestion(out, t, layout, item)
     elif isinstance(item, TimeFilter):
-        column = "d.inserted_ms" if item.type == "inserted_at" else "d.updated_ms"
+        when = "d.inserted_ms" if item.type == "inserted_at" else "d.updated_ms"
         for op, bound in (("ge", item.ge), ("le", item.le)):
             if bound is not None:
-                out.add(f"{column} {_OPS[op]} ?", millis(_utc(bound)))
+                out.add(f"{when} {_OPS[op]} ?", millis(_utc(bound)))
     else:
         raise TypeError(f"no such filter: {item!r}")
 
@@ -147,7 +159,8 @@ def match(layout: dict[str, Any], text: TextQuery) -> str | None:
     return "{" + " ".join(columns) + "} : (" + " AND ".join(parts) + ")"
 
 
-def order(t: str, sorts: tuple[Sort, ...], relevance: bool) -> tuple[str, list[Any]]:
+def order(t: str, layout: dict[str, Any], sorts: tuple[Sort, ...], relevance: bool
+          ) -> tuple[str, list[Any]]:
     """ORDER BY: each sort (a document without the key last, whatever the direction),
     then the id, as the cluster engines' sorts end."""
     parts, params = [], []
@@ -160,8 +173,12 @@ def order(t: str, sorts: tuple[Sort, ...], relevance: bool) -> tuple[str, list[A
         if sort.by in ("inserted_at", "updated_at"):
             key = f"d.{sort.by.removesuffix('_at')}_ms"
         elif sort.by.startswith("metadata."):
-            key = f"(SELECT {pick}(value) FROM {t}_meta m WHERE m.rid = d.rid AND m.name = ?)"
-            params.append(sort.by.split(".", 1)[1])
+            name = sort.by.split(".", 1)[1]
+            key = column(layout, name) or "NULL"
+            if name in layout.get("multi", ()):
+                key = (f"coalesce({key}, (SELECT {pick}(value) FROM {t}_meta m WHERE "
+                       "m.rid = d.rid AND m.name = ?))")
+                params.append(name)
         else:  # suggestions.<question>.score
             key = (f"(SELECT {pick}(score) FROM {t}_sugg g WHERE g.rid = d.rid AND "
                    "g.question = ?)")

@@ -370,8 +370,8 @@ class SqliteEngine(SearchEngine):
             found: dict[str, dict] = {}
             for target in self._resolve(cursor, index):
                 if target.layout["kind"] == "records":
-                    rows = cursor.execute(f"SELECT id, source FROM {target.t}_docs LIMIT ?",
-                                          [size])
+                    rows = cursor.execute(f"SELECT d.id, s.source FROM {target.t}_docs d JOIN "
+                                          f"{target.t}_src s ON s.rid = d.rid LIMIT ?", [size])
                 else:
                     rows = cursor.execute("SELECT doc_id, body FROM kv WHERE index_id = ? "
                                           "LIMIT ?", [target.id, size])
@@ -410,6 +410,9 @@ class SqliteEngine(SearchEngine):
         does not reach a query that started."""
         with self._call(f"search {alias}"), self.store.read() as cursor:
             (index,) = self._resolve(cursor, alias)[:1]
+            if index.layout["kind"] == "records":
+                index.layout["multi"] = {name for (name,) in cursor.execute(
+                    f"SELECT name FROM {index.t}_multi")}
             yield cursor, index
 
     def find(self, alias: str, query: SearchQuery, metadata_types: dict[str, str]
@@ -429,15 +432,26 @@ class SqliteEngine(SearchEngine):
                 relevance = any(s.by == "relevance" for s in sql.sorts_of(query))
             (total,) = cursor.execute(f"SELECT count(*) {source} WHERE {where.clause}",
                                       [*params, *where.params]).fetchone()
-            ordering, order_params = sql.order(t, sql.sorts_of(query), relevance)
+            ordering, order_params = sql.order(t, index.layout, sql.sorts_of(query),
+                                               relevance)
             score = "s.score" if relevance else "NULL"
-            rows = cursor.execute(
-                f"SELECT d.id, {score}, d.source {source} WHERE {where.clause} "
+            page = cursor.execute(
+                f"SELECT d.rid, d.id, {score} {source} WHERE {where.clause} "
                 f"ORDER BY {ordering} LIMIT ? OFFSET ?",
                 [*params, *where.params, *order_params, query.limit, query.offset]
             ).fetchall() if query.limit else []
+            sources = self._sources(cursor, t, [rid for rid, _, _ in page])
         return SearchResult(total=total, hits=tuple(
-            Hit(id=i, score=s, source=orjson.loads(src)) for i, s, src in rows))
+            Hit(id=i, score=s, source=sources[rid]) for rid, i, s in page))
+
+    @staticmethod
+    def _sources(cursor: sqlite3.Cursor, t: str, rids: list[int]) -> dict[int, dict]:
+        """{rid: source} of a page's documents (read after the page is chosen)."""
+        if not rids:
+            return {}
+        return {rid: orjson.loads(source) for rid, source in cursor.execute(
+            f"SELECT rid, source FROM {t}_src WHERE rid IN ({', '.join('?' * len(rids))})",
+            rids)}
 
     def nearest(self, alias: str, field: str, vector: list[float], k: int,
                 filters: tuple[Any, ...]) -> list[Hit]:
@@ -462,28 +476,42 @@ class SqliteEngine(SearchEngine):
             if not best:
                 return []
             rids = [rid for rid, _ in best]
-            found = dict((rid, (i, s)) for rid, i, s in cursor.execute(
-                f"SELECT rid, id, source FROM {t}_docs WHERE rid IN "
-                f"({', '.join('?' * len(rids))})", rids))
-        return [Hit(id=found[rid][0], score=score, source=orjson.loads(found[rid][1]))
-                for rid, score in best if rid in found]
+            ids = dict(cursor.execute(f"SELECT rid, id FROM {t}_docs WHERE rid IN "
+                                      f"({', '.join('?' * len(rids))})", rids).fetchall())
+            sources = self._sources(cursor, t, rids)
+        return [Hit(id=ids[rid], score=score, source=sources[rid])
+                for rid, score in best if rid in ids]
 
     def metrics(self, alias: str, filters: tuple[Any, ...], property_name: str,
                 kind: str) -> tuple[int, dict[str, Any]]:
+        """One scan of the matching documents' column (and, for a property some document
+        holds a list of, its rows)."""
         with self._reading(alias) as (cursor, index):
-            t = index.t
-            where = sql.filters(t, index.layout, filters)
-            matching = f"SELECT d.rid FROM {t}_docs d WHERE {where.clause}"
-            (total,) = cursor.execute(f"SELECT count(*) FROM ({matching})",
-                                      where.params).fetchone()
+            t, layout = index.t, index.layout
+            where = sql.filters(t, layout, filters)
+            key = sql.column(layout, property_name) or "NULL"
+            matching = f"FROM {t}_docs d WHERE {where.clause}"
+            lists = property_name in layout.get("multi", ())
             if kind == "terms":
-                rows = cursor.execute(
-                    f"SELECT value, count(DISTINCT rid) FROM {t}_meta WHERE name = ? AND "
-                    f"rid IN ({matching}) GROUP BY value", [property_name, *where.params])
-                return total, {"values": {str(v): n for v, n in rows}}
-            low, high = cursor.execute(
-                f"SELECT min(value), max(value) FROM {t}_meta WHERE name = ? AND "
-                f"rid IN ({matching})", [property_name, *where.params]).fetchone()
+                rows = cursor.execute(f"SELECT {key}, count(*) {matching} GROUP BY {key}",
+                                      where.params).fetchall()
+                total = sum(n for _, n in rows)
+                counts = {str(v): n for v, n in rows if v is not None}
+                if lists:
+                    for value, n in cursor.execute(
+                            f"SELECT value, count(DISTINCT rid) FROM {t}_meta WHERE name = ? "
+                            f"AND rid IN (SELECT d.rid {matching}) GROUP BY value",
+                            [property_name, *where.params]):
+                        counts[str(value)] = counts.get(str(value), 0) + n
+                return total, {"values": counts}
+            total, low, high = cursor.execute(
+                f"SELECT count(*), min({key}), max({key}) {matching}", where.params).fetchone()
+            if lists:
+                more = cursor.execute(
+                    f"SELECT min(value), max(value) FROM {t}_meta WHERE name = ? AND rid IN "
+                    f"(SELECT d.rid {matching})", [property_name, *where.params]).fetchone()
+                low = min((v for v in (low, more[0]) if v is not None), default=None)
+                high = max((v for v in (high, more[1]) if v is not None), default=None)
             return total, {"min": low, "max": high}
 
     def progress(self, alias: str, filters: tuple[Any, ...], min_submitted: int
@@ -495,9 +523,10 @@ class SqliteEngine(SearchEngine):
                 f"SELECT count(*), coalesce(sum(d.submitted >= ?), 0) FROM {t}_docs d "
                 f"WHERE {where.clause}", [min_submitted, *where.params]).fetchone()
             users: dict[str, dict[str, int]] = {}
+            among = (f" WHERE rid IN (SELECT d.rid FROM {t}_docs d WHERE {where.clause})"
+                     if filters else "")
             for user, status, n in cursor.execute(
-                    f"SELECT user_id, status, count(*) FROM {t}_resp WHERE rid IN "
-                    f"(SELECT d.rid FROM {t}_docs d WHERE {where.clause}) "
+                    f"SELECT user_id, status, count(*) FROM {t}_resp{among} "
                     "GROUP BY user_id, status", where.params):
                 users.setdefault(user, {})[status] = n
         return total, completed, users

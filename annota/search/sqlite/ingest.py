@@ -85,6 +85,8 @@ class Rows:
     def __init__(self, layout: dict[str, Any]) -> None:
         self.layout = layout
         self.docs: list[tuple] = []
+        self.src: list[tuple] = []
+        self.multi: set[str] = set()
         self.text: list[tuple] = []
         self.meta: list[tuple] = []
         self.resp: list[tuple] = []
@@ -99,8 +101,16 @@ class Rows:
         vec = [(rid, name, _vector(name, value, layout["vectors"].get(name)))
                for name, value in vectors.items() if value is not None]
         metadata = doc.get("metadata") or {}
-        meta = [(rid, name, v) for name, kind in layout["metadata"].items()
-                for v in _typed(kind, metadata.get(name), f"metadata.{name}")]
+        meta, columns, multi = [], [], []
+        for name, kind in layout["metadata"].items():
+            given = metadata.get(name)
+            values = _typed(kind, given, f"metadata.{name}")
+            if isinstance(given, list):  # kept as rows; the column stays empty
+                meta += [(rid, name, v) for v in values]
+                multi.append(name)
+                columns.append(None)
+            else:
+                columns.append(values[0] if values else None)
         resp, answer = [], []
         for response in doc.get("responses") or []:
             user = response.get("user_id")
@@ -125,9 +135,12 @@ class Rows:
                              None if agent is None else keyword(agent)))
         fields = doc.get("fields") or {}
         texts = [_text(fields.get(name)) for name in layout["text"]]
+        tokens = "".join(f"{user}:{status} " for _, user, status in resp)
         self.docs.append((rid, doc_id, doc.get("updated_at"), millis(doc.get("inserted_at")),
                           millis(doc.get("updated_at")), doc.get("submitted") or 0,
-                          orjson.dumps(doc)))
+                          " " + tokens, *columns))
+        self.src.append((rid, orjson.dumps(doc)))
+        self.multi.update(multi)
         if texts:
             self.text.append((rid, *texts))
         self.meta += meta
@@ -137,7 +150,12 @@ class Rows:
         self.vec += vec
 
     def write(self, cursor: sqlite3.Cursor, t: str, seq: int) -> None:
-        cursor.executemany(f"INSERT INTO {t}_docs VALUES (?, ?, ?, ?, ?, ?, ?)", self.docs)
+        if self.docs:
+            marks = ", ".join("?" * len(self.docs[0]))
+            cursor.executemany(f"INSERT INTO {t}_docs VALUES ({marks})", self.docs)
+        cursor.executemany(f"INSERT INTO {t}_src VALUES (?, ?)", self.src)
+        cursor.executemany(f"INSERT OR IGNORE INTO {t}_multi VALUES (?)",
+                           [(name,) for name in sorted(self.multi)])
         if self.text:
             marks = ", ".join("?" * len(self.text[0]))
             cursor.executemany(f"INSERT INTO {t}_text (rowid, {_columns(self.layout)}) "
@@ -177,7 +195,7 @@ def remove(cursor: sqlite3.Cursor, t: str, layout: dict[str, Any], rids: list[in
     if not rids:
         return
     keys = [(r,) for r in rids]
-    for table in ("docs", "meta", "resp", "answer", "sugg"):
+    for table in ("docs", "src", "meta", "resp", "answer", "sugg"):
         cursor.executemany(f"DELETE FROM {t}_{table} WHERE rid = ?", keys)
     if layout["text"]:
         cursor.executemany(f"DELETE FROM {t}_text WHERE rowid = ?", keys)

@@ -5,11 +5,15 @@ wait on one another's write lock (a writer indexes inside its own database trans
 a reindex's DDL never touches the schema ``check`` compares, and deleting the file only
 costs a reindex. Per index ``x<id>``:
 
-- ``_docs``: one row per document (its id, version, times in milliseconds as the cluster
-  engines keep dates, ``submitted``, and its source without vectors);
+- ``_docs``: one narrow row per document, what filters and sorts read: its id, version,
+  times in milliseconds as the cluster engines keep dates, ``submitted``, its responses
+  as `` user:status `` tokens, and one column per metadata property (``m0``, ``m1``...)
+  holding a single value (a list of values lives in ``_meta``, its property in
+  ``_multi``). A scan of 100k such rows takes milliseconds, so filters scan;
+- ``_src``: the document's source without vectors, read for the hits of a page only;
 - ``_text``: FTS5 over the dataset's text fields, one column each (``c0``, ``c1``...);
-- ``_meta``, ``_resp``, ``_answer``, ``_sugg``: metadata values, responses, answers and
-  suggestions, one row per value, indexed for the filters;
+- ``_meta`` (lists of metadata values), ``_resp``, ``_answer``, ``_sugg``: one row per
+  value, indexed for the filters and for progress;
 - ``_vec`` and ``_gone``: vectors as float32 and the documents deleted, with the write
   sequence that the in-memory vector matrices catch up from (``_gone`` is pruned every
   ``PRUNE_EVERY`` writes; a matrix older than the prune is rebuilt whole).
@@ -41,7 +45,7 @@ CREATE TABLE IF NOT EXISTS kv (
     seq INTEGER NOT NULL, PRIMARY KEY (index_id, doc_id));
 """
 
-_TABLES = ("docs", "text", "meta", "resp", "answer", "sugg", "vec", "gone")
+_TABLES = ("docs", "src", "multi", "text", "meta", "resp", "answer", "sugg", "vec", "gone")
 
 
 def layout_of(mappings: dict[str, Any]) -> dict[str, Any]:
@@ -68,10 +72,13 @@ def layout_of(mappings: dict[str, Any]) -> dict[str, Any]:
 
 def create_tables(cursor: sqlite3.Cursor, t: str, layout: dict[str, Any]) -> None:
     columns = ", ".join(f"c{i}" for i in range(len(layout["text"])))
+    metadata = "".join(f", m{i}" for i in range(len(layout["metadata"])))
     statements = [
         f"CREATE TABLE {t}_docs (rid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, "
         "version TEXT, inserted_ms INTEGER, updated_ms INTEGER, submitted INTEGER, "
-        "source BLOB NOT NULL)",
+        f"resp TEXT NOT NULL{metadata})",
+        f"CREATE TABLE {t}_src (rid INTEGER PRIMARY KEY, source BLOB NOT NULL)",
+        f"CREATE TABLE {t}_multi (name TEXT PRIMARY KEY)",
         f"CREATE TABLE {t}_meta (rid INTEGER NOT NULL, name TEXT NOT NULL, value)",
         f"CREATE INDEX {t}_meta_value ON {t}_meta (name, value, rid)",
         f"CREATE INDEX {t}_meta_rid ON {t}_meta (rid, name, value)",
