@@ -55,6 +55,7 @@ class _Matrix:
         self.rows = np.zeros((0, 0), dtype=np.float32)
         self.valid = np.zeros(0, dtype=bool)
         self.position: dict[int, int] = {}
+        self.at = np.zeros(0, dtype=np.int64)  # rid -> its row (-1: none), for filters
 
 
 class Matrices:
@@ -82,15 +83,20 @@ class Matrices:
             if matrix.seq != seq:
                 _catch_up(cursor, matrix, t, field)
                 matrix.seq = seq
-            rows, rids, valid = matrix.rows, matrix.rids, matrix.valid.copy()
-        if candidates is not None:
-            valid &= np.isin(rids, np.asarray(candidates, dtype=np.int64))
-        chosen = np.flatnonzero(valid)
+            rows, rids, valid, at = matrix.rows, matrix.rids, matrix.valid, matrix.at
+        if candidates is None:
+            chosen = np.flatnonzero(valid)
+        else:  # the candidates' rows, by the rid -> row map (no sort, no search)
+            wanted = np.fromiter(candidates, dtype=np.int64, count=len(candidates))
+            chosen = at[wanted[wanted < len(at)]]
+            chosen = chosen[chosen >= 0]
+            chosen = chosen[valid[chosen]]
         if not len(chosen):
             return []
         query = np.asarray(vector, dtype=np.float64)
         query = (query / np.linalg.norm(query)).astype(np.float32)
-        scores = rows[chosen] @ query if len(chosen) < len(rids) else (rows @ query)[chosen]
+        # a few rows: copy them out; many: score every row, then pick (no 2-D copy)
+        scores = rows[chosen] @ query if len(chosen) * 4 < len(rids) else (rows @ query)[chosen]
         top = min(k, len(chosen))
         best = np.argpartition(-scores, top - 1)[:top]
         picked = sorted(((float(scores[i]), int(rids[chosen[i]])) for i in best),
@@ -130,6 +136,9 @@ def _catch_up(cursor: sqlite3.Cursor, matrix: _Matrix, t: str, field: str) -> No
         matrix.rids = np.concatenate([matrix.rids, np.asarray(fresh_rids, dtype=np.int64)])
         matrix.valid = np.concatenate([matrix.valid, np.ones(len(fresh_rids), dtype=bool)])
         matrix.position.update((rid, start + i) for i, rid in enumerate(fresh_rids))
+        at = np.full(int(matrix.rids.max()) + 1, -1, dtype=np.int64)
+        at[matrix.rids] = np.arange(len(matrix.rids))
+        matrix.at = at
 
 
 MATRICES = Matrices()
