@@ -25,8 +25,8 @@ from annota.errors import (
 )
 from annota.search.engine import EngineInfo, SearchEngine, Versioned
 from annota.search.query import Hit, SearchQuery, SearchResult
+from annota.search.sqlite import columns, ingest, vectors
 from annota.search.sqlite import compile as sql
-from annota.search.sqlite import ingest, vectors
 from annota.search.sqlite.store import (
     Store,
     create_tables,
@@ -312,7 +312,7 @@ class SqliteEngine(SearchEngine):
             outcomes.append(_outcome(action, 200 if doc_id in existing else 201))
         ingest.remove(cursor, t, layout, gone, seq)
         rows.write(cursor, t, seq)
-        if seq % PRUNE_EVERY == 0 and layout["vectors"]:
+        if seq % PRUNE_EVERY == 0:
             cursor.execute(f"DELETE FROM {t}_gone WHERE seq < ?", [seq])
             cursor.execute("UPDATE indices SET gone_floor = ? WHERE id = ?", [seq, index.id])
         return outcomes
@@ -415,32 +415,104 @@ class SqliteEngine(SearchEngine):
                     f"SELECT name FROM {index.t}_multi")}
             yield cursor, index
 
+    def _table(self, cursor: sqlite3.Cursor, index: _Index) -> columns.Table:
+        """The index's columns, caught up (call with ``columns.TABLES.lock`` held)."""
+        seqs = cursor.execute("SELECT seq, gone_floor FROM indices WHERE id = ?",
+                              [index.id]).fetchone()
+        return columns.TABLES.get(cursor, (str(self.store.path), index.id), index.t,
+                                  index.layout, seqs)
+
+    def _matching(self, cursor: sqlite3.Cursor, index: _Index, table: columns.Table,
+                  filters: tuple[Any, ...], match: str | None = None
+                  ) -> tuple[Any, Any]:
+        """(the rows matching ``filters`` and the text ``match``, their text scores):
+        the columns answer what they hold, SQL the rest (text, answers, suggestions)."""
+        import numpy as np
+
+        mine, rest = table.supports(filters, index.layout["multi"])
+        keep = table.mask(tuple(mine))
+        scores = None
+        if rest or match is not None:
+            t = index.t
+            where = sql.filters(t, index.layout, tuple(rest))
+            if match is not None:
+                among = (f" AND rowid IN (SELECT d.rid FROM {t}_docs d WHERE {where.clause})"
+                         if rest else "")
+                found = cursor.execute(
+                    f"SELECT rowid, -bm25({t}_text) FROM {t}_text WHERE {t}_text MATCH ?"
+                    f"{among}", [match, *where.params]).fetchall()
+            else:
+                found = [(r, 0.0) for (r,) in cursor.execute(
+                    f"SELECT d.rid FROM {t}_docs d WHERE {where.clause}", where.params)]
+            rids = np.fromiter((r for r, _ in found), dtype=np.int64, count=len(found))
+            rows = table.at[rids]  # every rid SQL found is a row the columns hold
+            chosen = np.zeros(len(keep), dtype=bool)
+            chosen[rows] = True
+            keep &= chosen
+            scores = np.zeros(len(keep), dtype=np.float64)
+            scores[rows] = [score for _, score in found]
+        return keep, scores
+
     def find(self, alias: str, query: SearchQuery, metadata_types: dict[str, str]
              ) -> SearchResult:
+        import numpy as np
+
         with self._reading(alias) as (cursor, index):
-            t = index.t
-            where = sql.filters(t, index.layout, query.filters)
-            source, params = f"FROM {t}_docs d", []
-            relevance = False
-            if query.text is not None:
-                expression = sql.match(index.layout, query.text)
-                if expression is None:
-                    return SearchResult(total=0, hits=())
-                source += (f" JOIN (SELECT rowid AS rid, -bm25({t}_text) AS score FROM "
-                           f"{t}_text WHERE {t}_text MATCH ?) s ON s.rid = d.rid")
-                params.append(expression)
-                relevance = any(s.by == "relevance" for s in sql.sorts_of(query))
-            (total,) = cursor.execute(f"SELECT count(*) {source} WHERE {where.clause}",
-                                      [*params, *where.params]).fetchone()
-            ordering, order_params = sql.order(t, index.layout, sql.sorts_of(query),
-                                               relevance)
-            score = "s.score" if relevance else "NULL"
-            page = cursor.execute(
-                f"SELECT d.rid, d.id, {score} {source} WHERE {where.clause} "
-                f"ORDER BY {ordering} LIMIT ? OFFSET ?",
-                [*params, *where.params, *order_params, query.limit, query.offset]
-            ).fetchall() if query.limit else []
-            sources = self._sources(cursor, t, [rid for rid, _, _ in page])
+            sorts = sql.sorts_of(query)
+            match = sql.match(index.layout, query.text) if query.text is not None else None
+            if query.text is not None and match is None:
+                return SearchResult(total=0, hits=())
+            with columns.TABLES.lock:
+                table = self._table(cursor, index)
+                if table.sortable(sorts, index.layout["multi"]):
+                    keep, scores = self._matching(cursor, index, table, query.filters, match)
+                    matched = np.flatnonzero(keep)
+                    ordered = table.order(matched, sorts, scores) if query.limit else matched
+                    page = ordered[query.offset:query.offset + query.limit]
+                    rids = [int(r) for r in table.rids[page]]
+                    relevance = any(s.by == "relevance" for s in sorts)
+                    hits = [(rid, float(scores[row]) if relevance else None)
+                            for rid, row in zip(rids, page, strict=True)]
+                    total = len(matched)
+                else:
+                    hits = total = None
+            if hits is not None:
+                ids = dict(cursor.execute(
+                    f"SELECT rid, id FROM {index.t}_docs WHERE rid IN "
+                    f"({', '.join('?' * len(hits))})", [r for r, _ in hits]).fetchall()
+                    ) if hits else {}
+                sources = self._sources(cursor, index.t, [r for r, _ in hits])
+                return SearchResult(total=total, hits=tuple(
+                    Hit(id=ids[rid], score=score, source=sources[rid]) for rid, score in hits))
+            return self._find_in_sql(cursor, index, query)
+
+    def _find_in_sql(self, cursor: sqlite3.Cursor, index: _Index, query: SearchQuery
+                     ) -> SearchResult:
+        """A sort the columns do not hold (a suggestion's score, a property some document
+        holds a list of): all of it in SQL."""
+        t = index.t
+        where = sql.filters(t, index.layout, query.filters)
+        source, params = f"FROM {t}_docs d", []
+        relevance = False
+        if query.text is not None:
+            expression = sql.match(index.layout, query.text)
+            if expression is None:
+                return SearchResult(total=0, hits=())
+            source += (f" JOIN (SELECT rowid AS rid, -bm25({t}_text) AS score FROM "
+                       f"{t}_text WHERE {t}_text MATCH ?) s ON s.rid = d.rid")
+            params.append(expression)
+            relevance = any(s.by == "relevance" for s in sql.sorts_of(query))
+        (total,) = cursor.execute(f"SELECT count(*) {source} WHERE {where.clause}",
+                                  [*params, *where.params]).fetchone()
+        ordering, order_params = sql.order(t, index.layout, sql.sorts_of(query),
+                                           relevance)
+        score = "s.score" if relevance else "NULL"
+        page = cursor.execute(
+            f"SELECT d.rid, d.id, {score} {source} WHERE {where.clause} "
+            f"ORDER BY {ordering} LIMIT ? OFFSET ?",
+            [*params, *where.params, *order_params, query.limit, query.offset]
+        ).fetchall() if query.limit else []
+        sources = self._sources(cursor, t, [rid for rid, _, _ in page])
         return SearchResult(total=total, hits=tuple(
             Hit(id=i, score=s, source=sources[rid]) for rid, i, s in page))
 
@@ -469,8 +541,12 @@ class SqliteEngine(SearchEngine):
             else:
                 seq, floor = cursor.execute("SELECT seq, gone_floor FROM indices WHERE id = ?",
                                             [index.id]).fetchone()
-                allowed = None if candidates is None else [
-                    r for (r,) in cursor.execute(candidates, params)]
+                allowed = None
+                if filters:
+                    with columns.TABLES.lock:
+                        table = self._table(cursor, index)
+                        keep, _ = self._matching(cursor, index, table, filters)
+                        allowed = table.rids[keep]
                 best = vectors.MATRICES.nearest(cursor, (str(self.store.path), index.id, field),
                                                 t, field, (seq, floor), vector, k, allowed)
             if not best:
@@ -488,6 +564,11 @@ class SqliteEngine(SearchEngine):
         holds a list of, its rows)."""
         with self._reading(alias) as (cursor, index):
             t, layout = index.t, index.layout
+            if property_name in layout["metadata"] and property_name not in layout["multi"]:
+                with columns.TABLES.lock:
+                    table = self._table(cursor, index)
+                    keep, _ = self._matching(cursor, index, table, filters)
+                    return int(keep.sum()), table.metrics(keep, property_name)
             where = sql.filters(t, layout, filters)
             key = sql.column(layout, property_name) or "NULL"
             matching = f"FROM {t}_docs d WHERE {where.clause}"
@@ -516,20 +597,10 @@ class SqliteEngine(SearchEngine):
 
     def progress(self, alias: str, filters: tuple[Any, ...], min_submitted: int
                  ) -> tuple[int, int, dict[str, dict[str, int]]]:
-        with self._reading(alias) as (cursor, index):
-            t = index.t
-            where = sql.filters(t, index.layout, filters)
-            total, completed = cursor.execute(
-                f"SELECT count(*), coalesce(sum(d.submitted >= ?), 0) FROM {t}_docs d "
-                f"WHERE {where.clause}", [min_submitted, *where.params]).fetchone()
-            users: dict[str, dict[str, int]] = {}
-            among = (f" WHERE rid IN (SELECT d.rid FROM {t}_docs d WHERE {where.clause})"
-                     if filters else "")
-            for user, status, n in cursor.execute(
-                    f"SELECT user_id, status, count(*) FROM {t}_resp{among} "
-                    "GROUP BY user_id, status", where.params):
-                users.setdefault(user, {})[status] = n
-        return total, completed, users
+        with self._reading(alias) as (cursor, index), columns.TABLES.lock:
+            table = self._table(cursor, index)
+            keep, _ = self._matching(cursor, index, table, filters)
+            return table.progress(keep, min_submitted)
 
     def close(self) -> None:
         self.store.close()

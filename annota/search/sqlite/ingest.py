@@ -151,8 +151,11 @@ class Rows:
 
     def write(self, cursor: sqlite3.Cursor, t: str, seq: int) -> None:
         if self.docs:
+            metadata = "".join(f", m{i}" for i in range(len(self.docs[0]) - 7))
             marks = ", ".join("?" * len(self.docs[0]))
-            cursor.executemany(f"INSERT INTO {t}_docs VALUES ({marks})", self.docs)
+            cursor.executemany(
+                f"INSERT INTO {t}_docs (rid, id, version, inserted_ms, updated_ms, submitted, "
+                f"resp{metadata}, seq) VALUES ({marks}, {int(seq)})", self.docs)
         cursor.executemany(f"INSERT INTO {t}_src VALUES (?, ?)", self.src)
         cursor.executemany(f"INSERT OR IGNORE INTO {t}_multi VALUES (?)",
                            [(name,) for name in sorted(self.multi)])
@@ -191,7 +194,8 @@ def _vector(name: str, value: Any, dims: int | None) -> bytes:
 
 def remove(cursor: sqlite3.Cursor, t: str, layout: dict[str, Any], rids: list[int],
            seq: int) -> None:
-    """Every row of these documents, their deletion noted for the vector matrices."""
+    """Every row of these documents, their deletion noted for what is kept in memory (the
+    vector matrices, the columns)."""
     if not rids:
         return
     keys = [(r,) for r in rids]
@@ -201,4 +205,4 @@ def remove(cursor: sqlite3.Cursor, t: str, layout: dict[str, Any], rids: list[in
         cursor.executemany(f"DELETE FROM {t}_text WHERE rowid = ?", keys)
     if layout["vectors"]:
         cursor.executemany(f"DELETE FROM {t}_vec WHERE rid = ?", keys)
-        cursor.executemany(f"INSERT INTO {t}_gone VALUES (?, {int(seq)})", keys)
+    cursor.executemany(f"INSERT INTO {t}_gone VALUES (?, {int(seq)})", keys)

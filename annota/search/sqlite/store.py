@@ -9,7 +9,8 @@ costs a reindex. Per index ``x<id>``:
   times in milliseconds as the cluster engines keep dates, ``submitted``, its responses
   as `` user:status `` tokens, and one column per metadata property (``m0``, ``m1``...)
   holding a single value (a list of values lives in ``_meta``, its property in
-  ``_multi``). A scan of 100k such rows takes milliseconds, so filters scan;
+  ``_multi``), and the write sequence that the in-memory columns (``columns.py``)
+  catch up from;
 - ``_src``: the document's source without vectors, read for the hits of a page only;
 - ``_text``: FTS5 over the dataset's text fields, one column each (``c0``, ``c1``...);
 - ``_meta`` (lists of metadata values), ``_resp``, ``_answer``, ``_sugg``: one row per
@@ -76,7 +77,8 @@ def create_tables(cursor: sqlite3.Cursor, t: str, layout: dict[str, Any]) -> Non
     statements = [
         f"CREATE TABLE {t}_docs (rid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, "
         "version TEXT, inserted_ms INTEGER, updated_ms INTEGER, submitted INTEGER, "
-        f"resp TEXT NOT NULL{metadata})",
+        f"resp TEXT NOT NULL, seq INTEGER NOT NULL{metadata})",
+        f"CREATE INDEX {t}_docs_seq ON {t}_docs (seq)",
         f"CREATE TABLE {t}_src (rid INTEGER PRIMARY KEY, source BLOB NOT NULL)",
         f"CREATE TABLE {t}_multi (name TEXT PRIMARY KEY)",
         f"CREATE TABLE {t}_meta (rid INTEGER NOT NULL, name TEXT NOT NULL, value)",

@@ -67,7 +67,7 @@ class Matrices:
 
     def nearest(self, cursor: sqlite3.Cursor, key: tuple, t: str, field: str,
                 seqs: tuple[int, int], vector: list[float], k: int,
-                candidates: list[int] | None) -> list[tuple[int, float]]:
+                candidates: Any) -> list[tuple[int, float]]:
         """``seqs``: the index's write sequence now, and the one below which its log of
         deletions was pruned (a matrix older than that is rebuilt whole)."""
         import numpy as np
@@ -87,7 +87,7 @@ class Matrices:
         if candidates is None:
             chosen = np.flatnonzero(valid)
         else:  # the candidates' rows, by the rid -> row map (no sort, no search)
-            wanted = np.fromiter(candidates, dtype=np.int64, count=len(candidates))
+            wanted = np.asarray(candidates, dtype=np.int64)
             chosen = at[wanted[wanted < len(at)]]
             chosen = chosen[chosen >= 0]
             chosen = chosen[valid[chosen]]
