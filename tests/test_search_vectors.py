@@ -1,4 +1,5 @@
-"""The embedded engine's exact vector search, both ways: numpy's in-memory matrices (this
+"""The embedded engine's in-memory columns against the documents as written, and its exact
+vector search, both ways: numpy's in-memory matrices (this
 Python's sqlite3 cannot load extensions) and sqlite-vec inside SQLite (Debian's Python,
 which can, in a virtualenv of its own). Each against cosine computed here, exactly."""
 
@@ -162,3 +163,76 @@ def test_sqlite_vec_and_numpy_give_the_same_exact_answers(extension_python):
                 assert [rid for rid, _ in got] == exact, (kind, way)
                 for rid, score in got:
                     assert abs(score - _cosine(rows[rid], query)) < 1e-5
+
+
+def test_in_memory_columns_follow_every_write(tmp_path, monkeypatch):
+    """Filters, totals, sorts and progress answered from the in-memory columns stay equal
+    to the documents as they are written, rewritten and deleted (the log of deletions
+    pruned at every write, so the columns are rebuilt too)."""
+    import uuid as uuid_
+
+    from annota.search.query import MetadataFilter, ResponseStatusFilter, SearchQuery, Sort
+
+    monkeypatch.setattr("annota.search.sqlite.engine.PRUNE_EVERY", 1)
+    env = engine_env(tmp_path, f"sqlite:///{tmp_path / 'annota.db'}", "", "sqlite")
+    engine = connect(Settings.from_env(env).search)
+    mapping = {"_meta": {}, "properties": {"metadata": {"properties": {
+        "group": {"type": "keyword"}, "n": {"type": "long"}}}}}
+    engine.create_index("cols-test", {}, mapping, ["cols-alias"])
+    rng = random.Random(8)
+    users = [str(uuid_.uuid4()) for _ in range(3)]
+    docs: dict[str, dict] = {}
+
+    def new_doc() -> dict:
+        metadata = {"group": rng.choice(["a", "b", "c"])}
+        if rng.random() < 0.8:
+            metadata["n"] = rng.randint(0, 20)
+        responses = [{"user_id": u, "status": rng.choice(["draft", "submitted", "discarded"])}
+                     for u in users if rng.random() < 0.5]
+        return {"metadata": metadata, "updated_at": "2026-01-01T00:00:00",
+                "responses": responses,
+                "submitted": sum(r["status"] == "submitted" for r in responses)}
+
+    def sent(ids: list[str]) -> None:
+        assert not send(engine, "cols-alias", [Document(i, "v", json.dumps(
+            {"id": i, **docs[i]})) for i in ids]).rejected
+
+    def statuses(doc: dict) -> dict[str, str]:
+        return {r["user_id"]: r["status"] for r in doc["responses"]}
+
+    for _ in range(60):
+        docs[str(uuid_.uuid4())] = new_doc()
+    sent(sorted(docs))
+    for round_ in range(5):
+        user = users[round_ % 3]
+        query = SearchQuery(filters=(
+            ResponseStatusFilter(user_id=uuid_.UUID(user), statuses=("pending", "draft")),
+            MetadataFilter(property="group", values=("a", "b"))),
+            sort=(Sort(by="metadata.n", order="desc"),), limit=100)
+        want = [i for i, d in docs.items() if statuses(d).get(user) in (None, "draft")
+                and d["metadata"]["group"] in ("a", "b")]
+        want.sort(key=lambda i: (docs[i]["metadata"].get("n") is None,
+                                 -docs[i]["metadata"].get("n", 0), i))
+        got = engine.find("cols-alias", query, {})
+        assert (got.total, [h.id for h in got.hits]) == (len(want), want), round_
+        total, completed, by_user = engine.progress("cols-alias", (), 1)
+        assert (total, completed) == (len(docs), sum(
+            "submitted" in statuses(d).values() for d in docs.values()))
+        for u in users:
+            counts: dict[str, int] = {}
+            for d in docs.values():
+                if u in statuses(d):
+                    counts[statuses(d)[u]] = counts.get(statuses(d)[u], 0) + 1
+            assert by_user.get(u, {}) == counts
+        changed = rng.sample(sorted(docs), 15)
+        for i in changed:
+            docs[i] = new_doc()
+        gone = rng.sample(sorted(set(docs) - set(changed)), 8)
+        added = [str(uuid_.uuid4()) for _ in range(6)]
+        for i in added:
+            docs[i] = new_doc()
+        sent(changed + added)
+        assert not remove(engine, "cols-alias", gone).rejected
+        for i in gone:
+            del docs[i]
+        sent([sorted(docs)[0]])  # a write after the deletions prunes their log
