@@ -165,15 +165,16 @@ def test_sqlite_vec_and_numpy_give_the_same_exact_answers(extension_python):
                     assert abs(score - _cosine(rows[rid], query)) < 1e-5
 
 
-def test_in_memory_columns_follow_every_write(tmp_path, monkeypatch):
+@pytest.mark.parametrize("prune_every", [1000, 1])
+def test_in_memory_columns_follow_every_write(tmp_path, monkeypatch, prune_every):
     """Filters, totals, sorts and progress answered from the in-memory columns stay equal
-    to the documents as they are written, rewritten and deleted (the log of deletions
-    pruned at every write, so the columns are rebuilt too)."""
+    to the documents as they are written, rewritten and deleted: caught up write by write,
+    and rebuilt whole when the log of deletions was pruned meanwhile."""
     import uuid as uuid_
 
     from annota.search.query import MetadataFilter, ResponseStatusFilter, SearchQuery, Sort
 
-    monkeypatch.setattr("annota.search.sqlite.engine.PRUNE_EVERY", 1)
+    monkeypatch.setattr("annota.search.sqlite.engine.PRUNE_EVERY", prune_every)
     env = engine_env(tmp_path, f"sqlite:///{tmp_path / 'annota.db'}", "", "sqlite")
     engine = connect(Settings.from_env(env).search)
     mapping = {"_meta": {}, "properties": {"metadata": {"properties": {
