@@ -25,8 +25,9 @@ PACKAGE = ROOT / "annota"
 # text an environment can hold: no NUL, no lone surrogates
 CHARS = st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",))
 TEXT = st.text(CHARS, min_size=1, max_size=40)
-WORD = st.text(st.characters(min_codepoint=33, max_codepoint=0x2FF, blacklist_characters="\x7f"),
-               min_size=1, max_size=12)
+# no white space or control character (C1's NEL, \x85, is both): a word survives stripping
+WORD = st.text(st.characters(min_codepoint=33, max_codepoint=0x2FF, blacklist_characters="\x7f",
+                             blacklist_categories=("Cc", "Zs")), min_size=1, max_size=12)
 
 
 def _meaningful(value: str) -> bool:
