@@ -7,8 +7,9 @@ metadata property held as one value, each user's response status), aligned by ro
 the id as two unsigned 64-bit halves (a UUID's order is its hex string's order). The
 arrays are caught up with the index's writes by their sequence number, as the vector
 matrices are (``vectors.py``): documents written since, and documents deleted since.
-What they do not hold (text, answers, suggestions, a property some document holds a list
-of) is asked of SQL and joined in by row.
+What they do not hold (answers, suggestions, a property some document holds a list of) is
+asked of SQL and joined in by row; a text query runs wholly in SQL, where FTS5 counts its
+matches without scoring them and scores them only to take the page.
 """
 
 from __future__ import annotations
@@ -182,15 +183,18 @@ class Table:
             return keep
         raise TypeError(item)
 
-    def order(self, rows: np.ndarray, sorts: tuple[Sort, ...],
-              scores: np.ndarray | None) -> np.ndarray:
-        """``rows`` sorted: by each sort (missing last either way), then by id."""
+    def order(self, rows: np.ndarray, sorts: tuple[Sort, ...], need: int) -> np.ndarray:
+        """The first ``need`` of ``rows`` sorted: by each sort (missing last either way),
+        then by id."""
+        if not sorts and 0 < need < len(rows) // 4:
+            # by id alone: the rows whose id's high half is among the ``need`` least
+            # (and any tied with the last of them), then sorted exactly
+            high = self.hi[rows]
+            bound = np.partition(high, need - 1)[need - 1]
+            rows = rows[high <= bound]
         keys: list[np.ndarray] = [self.lo[rows], self.hi[rows]]
         for sort in reversed(sorts):
             sign = 1 if sort.order == "asc" else -1
-            if sort.by == "relevance":
-                keys.append(sign * scores[rows])
-                continue
             if sort.by in ("inserted_at", "updated_at"):
                 column = self.inserted if sort.by == "inserted_at" else self.updated
                 keys += [sign * column[rows], column[rows] < 0]
@@ -206,7 +210,7 @@ class Table:
             else:
                 missing = np.isnan(values)
                 keys += [sign * np.where(missing, 0, values), missing]
-        return rows[np.lexsort(keys)]
+        return rows[np.lexsort(keys)][:need]
 
     def supports(self, filters: tuple[Any, ...], multi: set[str]) -> tuple[list, list]:
         """(the filters these arrays answer, the rest for SQL)."""
@@ -220,7 +224,7 @@ class Table:
 
     def sortable(self, sorts: tuple[Sort, ...], multi: set[str]) -> bool:
         for sort in sorts:
-            if sort.by in ("relevance", "inserted_at", "updated_at"):
+            if sort.by in ("inserted_at", "updated_at"):
                 continue
             kind, _, name = sort.by.partition(".")
             if kind != "metadata" or name not in self.names or name in multi:

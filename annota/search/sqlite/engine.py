@@ -423,35 +423,21 @@ class SqliteEngine(SearchEngine):
                                   index.layout, seqs)
 
     def _matching(self, cursor: sqlite3.Cursor, index: _Index, table: columns.Table,
-                  filters: tuple[Any, ...], match: str | None = None
-                  ) -> tuple[Any, Any]:
-        """(the rows matching ``filters`` and the text ``match``, their text scores):
-        the columns answer what they hold, SQL the rest (text, answers, suggestions)."""
+                  filters: tuple[Any, ...]) -> Any:
+        """The rows matching ``filters``: the columns answer what they hold, SQL the rest
+        (answers, suggestions, list-valued metadata)."""
         import numpy as np
 
         mine, rest = table.supports(filters, index.layout["multi"])
         keep = table.mask(tuple(mine))
-        scores = None
-        if rest or match is not None:
-            t = index.t
-            where = sql.filters(t, index.layout, tuple(rest))
-            if match is not None:
-                among = (f" AND rowid IN (SELECT d.rid FROM {t}_docs d WHERE {where.clause})"
-                         if rest else "")
-                found = cursor.execute(
-                    f"SELECT rowid, -bm25({t}_text) FROM {t}_text WHERE {t}_text MATCH ?"
-                    f"{among}", [match, *where.params]).fetchall()
-            else:
-                found = [(r, 0.0) for (r,) in cursor.execute(
-                    f"SELECT d.rid FROM {t}_docs d WHERE {where.clause}", where.params)]
-            rids = np.fromiter((r for r, _ in found), dtype=np.int64, count=len(found))
-            rows = table.at[rids]  # every rid SQL found is a row the columns hold
+        if rest:
+            where = sql.filters(index.t, index.layout, tuple(rest))
+            rids = [r for (r,) in cursor.execute(
+                f"SELECT d.rid FROM {index.t}_docs d WHERE {where.clause}", where.params)]
             chosen = np.zeros(len(keep), dtype=bool)
-            chosen[rows] = True
+            chosen[table.rows_of(rids)] = True  # every rid SQL finds is a row held here
             keep &= chosen
-            scores = np.zeros(len(keep), dtype=np.float64)
-            scores[rows] = [score for _, score in found]
-        return keep, scores
+        return keep
 
     def find(self, alias: str, query: SearchQuery, metadata_types: dict[str, str]
              ) -> SearchResult:
@@ -459,20 +445,17 @@ class SqliteEngine(SearchEngine):
 
         with self._reading(alias) as (cursor, index):
             sorts = sql.sorts_of(query)
-            match = sql.match(index.layout, query.text) if query.text is not None else None
-            if query.text is not None and match is None:
-                return SearchResult(total=0, hits=())
             with columns.TABLES.lock:
                 table = self._table(cursor, index)
-                if table.sortable(sorts, index.layout["multi"]):
-                    keep, scores = self._matching(cursor, index, table, query.filters, match)
-                    matched = np.flatnonzero(keep)
-                    ordered = table.order(matched, sorts, scores) if query.limit else matched
-                    page = ordered[query.offset:query.offset + query.limit]
-                    rids = [int(r) for r in table.rids[page]]
-                    relevance = any(s.by == "relevance" for s in sorts)
-                    hits = [(rid, float(scores[row]) if relevance else None)
-                            for rid, row in zip(rids, page, strict=True)]
+                # text: SQLite counts the matches without scoring them, and scores only
+                # for the page; the columns would need every match's score
+                if query.text is None and table.sortable(sorts, index.layout["multi"]):
+                    matched = np.flatnonzero(self._matching(cursor, index, table,
+                                                            query.filters))
+                    need = query.offset + query.limit
+                    ordered = table.order(matched, sorts, need) if query.limit else matched
+                    page = ordered[query.offset:need]
+                    hits = [(int(rid), None) for rid in table.rids[page]]
                     total = len(matched)
                 else:
                     hits = total = None
@@ -488,21 +471,24 @@ class SqliteEngine(SearchEngine):
 
     def _find_in_sql(self, cursor: sqlite3.Cursor, index: _Index, query: SearchQuery
                      ) -> SearchResult:
-        """A sort the columns do not hold (a suggestion's score, a property some document
-        holds a list of): all of it in SQL."""
+        """Text, or a sort the columns do not hold (a suggestion's score, a property some
+        document holds a list of): all of it in SQL."""
         t = index.t
         where = sql.filters(t, index.layout, query.filters)
-        source, params = f"FROM {t}_docs d", []
+        source, counted, params = f"FROM {t}_docs d", f"FROM {t}_docs d", []
         relevance = False
         if query.text is not None:
             expression = sql.match(index.layout, query.text)
             if expression is None:
                 return SearchResult(total=0, hits=())
-            source += (f" JOIN (SELECT rowid AS rid, -bm25({t}_text) AS score FROM "
-                       f"{t}_text WHERE {t}_text MATCH ?) s ON s.rid = d.rid")
-            params.append(expression)
             relevance = any(s.by == "relevance" for s in sql.sorts_of(query))
-        (total,) = cursor.execute(f"SELECT count(*) {source} WHERE {where.clause}",
+            scored = f"-bm25({t}_text) AS score" if relevance else "NULL AS score"
+            source += (f" JOIN (SELECT rowid AS rid, {scored} FROM {t}_text WHERE "
+                       f"{t}_text MATCH ?) s ON s.rid = d.rid")
+            counted += (f" JOIN (SELECT rowid AS rid FROM {t}_text WHERE {t}_text MATCH ?) "
+                        "s ON s.rid = d.rid")
+            params.append(expression)
+        (total,) = cursor.execute(f"SELECT count(*) {counted} WHERE {where.clause}",
                                   [*params, *where.params]).fetchone()
         ordering, order_params = sql.order(t, index.layout, sql.sorts_of(query),
                                            relevance)
@@ -545,8 +531,7 @@ class SqliteEngine(SearchEngine):
                 if filters:
                     with columns.TABLES.lock:
                         table = self._table(cursor, index)
-                        keep, _ = self._matching(cursor, index, table, filters)
-                        allowed = table.rids[keep]
+                        allowed = table.rids[self._matching(cursor, index, table, filters)]
                 best = vectors.MATRICES.nearest(cursor, (str(self.store.path), index.id, field),
                                                 t, field, (seq, floor), vector, k, allowed)
             if not best:
@@ -567,7 +552,7 @@ class SqliteEngine(SearchEngine):
             if property_name in layout["metadata"] and property_name not in layout["multi"]:
                 with columns.TABLES.lock:
                     table = self._table(cursor, index)
-                    keep, _ = self._matching(cursor, index, table, filters)
+                    keep = self._matching(cursor, index, table, filters)
                     return int(keep.sum()), table.metrics(keep, property_name)
             where = sql.filters(t, layout, filters)
             key = sql.column(layout, property_name) or "NULL"
@@ -599,8 +584,7 @@ class SqliteEngine(SearchEngine):
                  ) -> tuple[int, int, dict[str, dict[str, int]]]:
         with self._reading(alias) as (cursor, index), columns.TABLES.lock:
             table = self._table(cursor, index)
-            keep, _ = self._matching(cursor, index, table, filters)
-            return table.progress(keep, min_submitted)
+            return table.progress(self._matching(cursor, index, table, filters), min_submitted)
 
     def close(self) -> None:
         self.store.close()
