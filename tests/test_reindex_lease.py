@@ -31,9 +31,11 @@ from tests.search_tools import (
 
 def test_two_reindexes_started_together_end_on_one_index(search_env):
     settings = migrated(search_env)
-    dataset = create_dataset(settings, 300)
+    # builds long enough (200 batches) that two processes started together overlap even
+    # on the embedded engine, which indexes 300 records in a tenth of a second
+    dataset = create_dataset(settings, 1000)
     annota = Annota(search_env)
-    runs = [annota.popen("server", "search-engine", "reindex", "--batch-size", "20")
+    runs = [annota.popen("server", "search-engine", "reindex", "--batch-size", "5")
             for _ in range(2)]
     outputs = [run.communicate(timeout=300)[0] for run in runs]
     assert [run.returncode for run in runs] == [0, 0], outputs
@@ -41,7 +43,7 @@ def test_two_reindexes_started_together_end_on_one_index(search_env):
     engine, alias = engine_of(settings), alias_of(settings, dataset)
     (index,) = engine.alias_indices(alias)
     engine.refresh(alias)
-    assert engine.count(alias) == 300
+    assert engine.count(alias) == 1000
     assert list(engine.indices(f"{alias}*")) == [index]  # nothing left behind
     assert engine.get_document(lease_index(engine.prefix), str(dataset)) is None  # released
 
