@@ -7,7 +7,6 @@ a user's ``+``, ``-``, ``*``, ``(`` or ``~`` is text, never query syntax.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Any
 
 from annota.search.query import (
@@ -18,6 +17,7 @@ from annota.search.query import (
     Sort,
     SuggestionFilter,
     TimeFilter,
+    utc_text,
 )
 
 
@@ -93,15 +93,8 @@ def _filter(item: Any) -> dict[str, Any]:
             clauses.append({"terms": {f"{field}.agent": list(item.agents)}})
         return {"bool": {"filter": clauses}}
     if isinstance(item, TimeFilter):
-        return {"range": {item.type: _bounds(item.ge, item.le, _utc)}}
+        return {"range": {item.type: _bounds(item.ge, item.le, utc_text)}}
     raise TypeError(f"no such filter: {item!r}")
-
-
-def _utc(value: datetime) -> str:
-    """A time as the documents carry theirs: UTC, ISO 8601 (a naive time is UTC)."""
-    if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)
-    return value.isoformat(timespec="microseconds") + "Z"
 
 
 def sort_clauses(sorts: tuple[Sort, ...], metadata_types: dict[str, str]

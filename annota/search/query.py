@@ -24,7 +24,7 @@ location, as the API's 422 does.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StrictFloat, StrictInt, StrictStr, model_validator
@@ -159,6 +159,14 @@ class SearchQuery(_Model):
         if self.similarity is not None and (self.text is not None or self.sort):
             raise ValueError("a similarity search is ordered by similarity: no text or sort")
         return self
+
+
+def utc_text(value: datetime) -> str:
+    """A time bound as the documents carry their times: UTC, ISO 8601 (a naive time is
+    UTC), to the microsecond."""
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value.isoformat(timespec="microseconds") + "Z"
 
 
 class Hit(_Model):

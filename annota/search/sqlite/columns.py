@@ -15,19 +15,24 @@ matches without scoring them and scores them only to take the page.
 from __future__ import annotations
 
 import sqlite3
-import threading
 import uuid
-from collections import OrderedDict
 from typing import Any
 
 import numpy as np
 
-from annota.search.query import MetadataFilter, ResponseStatusFilter, Sort, TimeFilter
-from annota.search.sqlite.ingest import CONVERT, millis
+from annota.search.query import (
+    MetadataFilter,
+    ResponseStatusFilter,
+    Sort,
+    TimeFilter,
+    utc_text,
+)
+from annota.search.sqlite.compile import converted
+from annota.search.sqlite.ingest import millis
+from annota.search.sqlite.kept import Kept, rid_map, rows_of
 
 STATUS = {"draft": 1, "submitted": 2, "discarded": 3}
 NAMES = {code: name for name, code in STATUS.items()}
-KEPT = 8
 _OPS = {"ge": np.greater_equal, "gt": np.greater, "le": np.less_equal, "lt": np.less}
 
 
@@ -122,14 +127,11 @@ class Table:
         self.meta = [grown(a, self._missing(i)) for i, a in enumerate(self.meta)]
         self.users = {u: grown(a, 0) for u, a in self.users.items()}
         self.position.update((rid, start + k) for k, rid in enumerate(fresh))
-        self.at = np.full(int(self.rids.max()) + 1, -1, dtype=np.int64)
-        self.at[self.rids] = np.arange(len(self.rids))
+        self.at = rid_map(self.rids)
 
     # -- answering ---------------------------------------------------------------------
     def rows_of(self, rids: list[int] | np.ndarray) -> np.ndarray:
-        wanted = np.asarray(rids, dtype=np.int64)
-        found = self.at[wanted[wanted < len(self.at)]]
-        return found[found >= 0]
+        return rows_of(self.at, rids)
 
     def mask(self, filters: tuple[Any, ...]) -> np.ndarray:
         """The rows matching ``filters`` (each one these arrays answer)."""
@@ -143,13 +145,7 @@ class Table:
             i = self.names.index(item.property)
             column = self.meta[i]
             if item.values is not None:
-                convert = CONVERT.get(self.kinds[i])
-                wanted = []
-                for value in item.values:
-                    try:
-                        wanted.append(convert(value) if convert else value)
-                    except (TypeError, ValueError, OverflowError):
-                        continue
+                wanted = converted(self.kinds[i], item.values)
                 if column.dtype == np.int32:
                     codes = [self.vocab[i][v] for v in wanted if v in self.vocab[i]]
                     return np.isin(column, np.asarray(codes, dtype=np.int32))
@@ -179,7 +175,7 @@ class Table:
             keep = column >= 0
             for op, bound in (("ge", item.ge), ("le", item.le)):
                 if bound is not None:
-                    keep &= _OPS[op](column, millis(_utc(bound)))
+                    keep &= _OPS[op](column, millis(utc_text(bound)))
             return keep
         raise TypeError(item)
 
@@ -266,33 +262,4 @@ def _halves(doc_id: str) -> tuple[int, int]:
     return divmod(number, 1 << 64)
 
 
-def _utc(value: Any) -> str:
-    from annota.search.sqlite.compile import _utc as utc
-
-    return utc(value)
-
-
-class Tables:
-    """Per (file, index) a ``Table``, caught up on use; the least recently used dropped."""
-
-    def __init__(self) -> None:
-        self._kept: OrderedDict[tuple, Table] = OrderedDict()
-        self.lock = threading.RLock()
-
-    def get(self, cursor: sqlite3.Cursor, key: tuple, t: str, layout: dict[str, Any],
-            seqs: tuple[int, int]) -> Table:
-        """Call with ``lock`` held, and keep it while the table is read."""
-        seq, floor = seqs
-        table = self._kept.pop(key, None)
-        if table is None or table.seq < floor:
-            table = Table(layout)
-        self._kept[key] = table
-        while len(self._kept) > KEPT:
-            self._kept.popitem(last=False)
-        if table.seq != seq:
-            table.catch_up(cursor, t)
-            table.seq = seq
-        return table
-
-
-TABLES = Tables()
+TABLES: Kept[Table] = Kept()  # per (file, index)

@@ -10,7 +10,6 @@ a time with its milliseconds. Text goes to FTS5 as quoted strings only, so that 
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
 from typing import Any
 
 from annota.search.query import (
@@ -22,8 +21,9 @@ from annota.search.query import (
     SuggestionFilter,
     TextQuery,
     TimeFilter,
+    utc_text,
 )
-from annota.search.sqlite.ingest import CONVERT, float32, millis
+from annota.search.sqlite.ingest import CONVERT, millis
 
 _OPS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
 _PHRASES = re.compile(r'"([^"]*)"?|(\S+)')  # "a phrase" (to its end if unclosed) or a term
@@ -45,7 +45,8 @@ class Compiled:
         return " AND ".join(self.where) if self.where else "1"
 
 
-def _marks(values: list[Any]) -> str:
+def marks(values: list[Any]) -> str:
+    """One bound parameter per value."""
     return ", ".join("?" * len(values))
 
 
@@ -56,7 +57,8 @@ def filters(t: str, layout: dict[str, Any], items: tuple[Any, ...]) -> Compiled:
     return out
 
 
-def _converted(kind: str | None, values: tuple[Any, ...]) -> list[Any]:
+def converted(kind: str | None, values: tuple[Any, ...]) -> list[Any]:
+    """Filter values as a field of ``kind`` keeps them; one it cannot hold is left out."""
     convert = CONVERT.get(kind or "")
     out = []
     for value in values:
@@ -80,8 +82,8 @@ def _filter(out: Compiled, t: str, layout: dict[str, Any], item: Any) -> None:
             out.add("0")  # a property the index does not have matches nothing
             return
         if item.values is not None:
-            values = _converted(kind, item.values)
-            test, params = f"IN ({_marks(values)})", values
+            values = converted(kind, item.values)
+            test, params = f"IN ({marks(values)})", values
         else:
             test = " AND value ".join(f"{_OPS[k]} ?" for k in item.bounds)
             params = list(item.bounds.values())
@@ -104,10 +106,10 @@ def _filter(out: Compiled, t: str, layout: dict[str, Any], item: Any) -> None:
                 params.append(f" {user}:{status} " if user else f":{status} ")
         out.add("(" + " OR ".join(either) + ")", *params)
     elif isinstance(item, ResponseValueFilter):
-        values = _converted(layout["answers"].get(item.question), item.values)
+        values = converted(layout["answers"].get(item.question), item.values)
         user = " AND user_id = ?" if item.user_id else ""
         out.add(f"d.rid IN (SELECT rid FROM {t}_answer WHERE question = ? AND value IN "
-                f"({_marks(values)}){user})", item.question, *values,
+                f"({marks(values)}){user})", item.question, *values,
                 *([str(item.user_id)] if item.user_id else []))
     elif isinstance(item, SuggestionFilter):
         _suggestion(out, t, layout, item)
@@ -115,7 +117,7 @@ def _filter(out: Compiled, t: str, layout: dict[str, Any], item: Any) -> None:
         when = "d.inserted_ms" if item.type == "inserted_at" else "d.updated_ms"
         for op, bound in (("ge", item.ge), ("le", item.le)):
             if bound is not None:
-                out.add(f"{when} {_OPS[op]} ?", millis(_utc(bound)))
+                out.add(f"{when} {_OPS[op]} ?", millis(utc_text(bound)))
     else:
         raise TypeError(f"no such filter: {item!r}")
 
@@ -126,22 +128,16 @@ def _suggestion(out: Compiled, t: str, layout: dict[str, Any], item: SuggestionF
     if item.score is None and item.values is None and item.agents is None:
         out.add(f"d.rid IN ({of})", item.question)
     if item.values is not None:
-        values = _converted(layout["suggestions"].get(item.question), item.values)
-        out.add(f"d.rid IN ({of} AND value IN ({_marks(values)}))", item.question, *values)
+        values = converted(layout["suggestions"].get(item.question), item.values)
+        out.add(f"d.rid IN ({of} AND value IN ({marks(values)}))", item.question, *values)
     if item.score is not None:
         bounds = [(op, float(b)) for op, b in (("ge", item.score.ge), ("le", item.score.le))
                   if b is not None]
         out.add(f"d.rid IN ({of} AND " + " AND ".join(f"score {_OPS[op]} ?" for op, _ in bounds)
                 + ")", item.question, *(b for _, b in bounds))
     if item.agents is not None:
-        out.add(f"d.rid IN ({of} AND agent IN ({_marks(list(item.agents))}))", item.question,
+        out.add(f"d.rid IN ({of} AND agent IN ({marks(list(item.agents))}))", item.question,
                 *item.agents)
-
-
-def _utc(value: datetime) -> str:
-    if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)
-    return value.isoformat(timespec="microseconds")
 
 
 def match(layout: dict[str, Any], text: TextQuery) -> str | None:
@@ -192,4 +188,3 @@ def sorts_of(query: SearchQuery) -> tuple[Sort, ...]:
     return query.sort or ((Sort(by="relevance", order="desc"),) if query.text else ())
 
 
-__all__ = ["Compiled", "filters", "float32", "match", "order", "sorts_of"]

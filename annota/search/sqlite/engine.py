@@ -3,8 +3,9 @@
 It implements the interface the cluster engines do (``engine.py``): indices behind
 aliases switched in one transaction, bulk writes answering per document as the clients'
 ``streaming_bulk`` does, versioned documents for the leases, and annota's queries
-compiled to SQL (``compile.py``): FTS5 with bm25 for text, indexed side tables for the
-filters and sorts, exact cosine for similarity (``vectors.py``). So a reindex, its lease,
+answered by FTS5 with bm25 for text (``compile.py``), in-memory columns for filters,
+sorts, totals, metrics and progress (``columns.py``, SQL for what they do not hold), and
+exact cosine for similarity (``vectors.py``). So a reindex, its lease,
 ``status`` and ``cleanup`` run here by the same code as on a cluster.
 """
 
@@ -271,24 +272,21 @@ class SqliteEngine(SearchEngine):
     def _write(self, cursor: sqlite3.Cursor, index: _Index, items: list[dict]
                ) -> list[tuple[bool, dict]]:
         t, layout = index.t, index.layout
-        (seq,) = cursor.execute("UPDATE indices SET seq = seq + 1 WHERE id = ? RETURNING seq",
-                                [index.id]).fetchone()
+        seq = self._next(cursor, index)
         ids = list({a["_id"] for a in items})
         existing: dict[str, int] = {}
         for start in range(0, len(ids), 500):
             part = ids[start:start + 500]
             existing.update(cursor.execute(
-                f"SELECT id, rid FROM {t}_docs WHERE id IN ({', '.join('?' * len(part))})",
+                f"SELECT id, rid FROM {t}_docs WHERE id IN ({sql.marks(part)})",
                 part).fetchall())
         (top,) = cursor.execute(f"SELECT coalesce(max(rid), 0) FROM {t}_docs").fetchone()
         outcomes, rows, gone = [], ingest.Rows(layout), []
-        last: dict[str, tuple[int, dict]] = {}  # the last action on each id wins
-        for position, action in enumerate(items):
-            last[action["_id"]] = (position, action)
+        last = {action["_id"]: action for action in items}  # the last on each id wins
         for action in items:
             doc_id, op = action["_id"], action["_op_type"]
             rid = existing.get(doc_id)
-            if last[doc_id][1] is not action:
+            if last[doc_id] is not action:
                 outcomes.append(_outcome(action, 200 if op == "index" else 404))
                 continue
             if op == "delete":
@@ -327,6 +325,8 @@ class SqliteEngine(SearchEngine):
 
     @staticmethod
     def _next(cursor: sqlite3.Cursor, index: _Index) -> int:
+        """The index's next write sequence (a lease document's version, a bulk write's
+        sequence number)."""
         return cursor.execute("UPDATE indices SET seq = seq + 1 WHERE id = ? RETURNING seq",
                               [index.id]).fetchone()[0]
 
@@ -387,7 +387,7 @@ class SqliteEngine(SearchEngine):
                     part = ids[start:start + 500]
                     found.update(cursor.execute(
                         f"SELECT id, version FROM {target.t}_docs WHERE id IN "
-                        f"({', '.join('?' * len(part))})", part).fetchall())
+                        f"({sql.marks(part)})", part).fetchall())
         return found
 
     def iter_versions(self, index: str, page: int = 10000
@@ -415,12 +415,17 @@ class SqliteEngine(SearchEngine):
                     f"SELECT name FROM {index.t}_multi")}
             yield cursor, index
 
+    @staticmethod
+    def _seqs(cursor: sqlite3.Cursor, index: _Index) -> tuple[int, int]:
+        """(the index's write sequence, the one its log of deletions was pruned below)."""
+        return cursor.execute("SELECT seq, gone_floor FROM indices WHERE id = ?",
+                              [index.id]).fetchone()
+
     def _table(self, cursor: sqlite3.Cursor, index: _Index) -> columns.Table:
         """The index's columns, caught up (call with ``columns.TABLES.lock`` held)."""
-        seqs = cursor.execute("SELECT seq, gone_floor FROM indices WHERE id = ?",
-                              [index.id]).fetchone()
-        return columns.TABLES.get(cursor, (str(self.store.path), index.id), index.t,
-                                  index.layout, seqs)
+        return columns.TABLES.get((str(self.store.path), index.id), self._seqs(cursor, index),
+                                  lambda: columns.Table(index.layout),
+                                  lambda table: table.catch_up(cursor, index.t))
 
     def _matching(self, cursor: sqlite3.Cursor, index: _Index, table: columns.Table,
                   filters: tuple[Any, ...]) -> Any:
@@ -460,13 +465,7 @@ class SqliteEngine(SearchEngine):
                 else:
                     hits = total = None
             if hits is not None:
-                ids = dict(cursor.execute(
-                    f"SELECT rid, id FROM {index.t}_docs WHERE rid IN "
-                    f"({', '.join('?' * len(hits))})", [r for r, _ in hits]).fetchall()
-                    ) if hits else {}
-                sources = self._sources(cursor, index.t, [r for r, _ in hits])
-                return SearchResult(total=total, hits=tuple(
-                    Hit(id=ids[rid], score=score, source=sources[rid]) for rid, score in hits))
+                return SearchResult(total=total, hits=tuple(self._hits(cursor, index.t, hits)))
             return self._find_in_sql(cursor, index, query)
 
     def _find_in_sql(self, cursor: sqlite3.Cursor, index: _Index, query: SearchQuery
@@ -502,13 +501,25 @@ class SqliteEngine(SearchEngine):
         return SearchResult(total=total, hits=tuple(
             Hit(id=i, score=s, source=sources[rid]) for rid, i, s in page))
 
+    def _hits(self, cursor: sqlite3.Cursor, t: str, scored: list[tuple[int, float | None]]
+              ) -> list[Hit]:
+        """(rid, score) as hits, with their documents' ids and sources."""
+        if not scored:
+            return []
+        rids = [rid for rid, _ in scored]
+        ids = dict(cursor.execute(f"SELECT rid, id FROM {t}_docs WHERE rid IN "
+                                  f"({sql.marks(rids)})", rids).fetchall())
+        sources = self._sources(cursor, t, rids)
+        return [Hit(id=ids[rid], score=score, source=sources[rid])
+                for rid, score in scored if rid in ids]
+
     @staticmethod
     def _sources(cursor: sqlite3.Cursor, t: str, rids: list[int]) -> dict[int, dict]:
         """{rid: source} of a page's documents (read after the page is chosen)."""
         if not rids:
             return {}
         return {rid: orjson.loads(source) for rid, source in cursor.execute(
-            f"SELECT rid, source FROM {t}_src WHERE rid IN ({', '.join('?' * len(rids))})",
+            f"SELECT rid, source FROM {t}_src WHERE rid IN ({sql.marks(rids)})",
             rids)}
 
     def nearest(self, alias: str, field: str, vector: list[float], k: int,
@@ -517,31 +528,23 @@ class SqliteEngine(SearchEngine):
             t = index.t
             if field not in index.layout["vectors"]:
                 return []
-            candidates, params = None, []
-            if filters:
-                where = sql.filters(t, index.layout, filters)
-                candidates, params = f"SELECT d.rid FROM {t}_docs d WHERE {where.clause}", \
-                    where.params
             if self._extension():
+                candidates, params = None, []
+                if filters:
+                    where = sql.filters(t, index.layout, filters)
+                    candidates = f"SELECT d.rid FROM {t}_docs d WHERE {where.clause}"
+                    params = where.params
                 best = vectors.by_extension(cursor, t, field, vector, k, candidates, params)
             else:
-                seq, floor = cursor.execute("SELECT seq, gone_floor FROM indices WHERE id = ?",
-                                            [index.id]).fetchone()
                 allowed = None
                 if filters:
                     with columns.TABLES.lock:
                         table = self._table(cursor, index)
                         allowed = table.rids[self._matching(cursor, index, table, filters)]
                 best = vectors.MATRICES.nearest(cursor, (str(self.store.path), index.id, field),
-                                                t, field, (seq, floor), vector, k, allowed)
-            if not best:
-                return []
-            rids = [rid for rid, _ in best]
-            ids = dict(cursor.execute(f"SELECT rid, id FROM {t}_docs WHERE rid IN "
-                                      f"({', '.join('?' * len(rids))})", rids).fetchall())
-            sources = self._sources(cursor, t, rids)
-        return [Hit(id=ids[rid], score=score, source=sources[rid])
-                for rid, score in best if rid in ids]
+                                                t, field, self._seqs(cursor, index), vector, k,
+                                                allowed)
+            return self._hits(cursor, t, best)
 
     def metrics(self, alias: str, filters: tuple[Any, ...], property_name: str,
                 kind: str) -> tuple[int, dict[str, Any]]:

@@ -10,11 +10,9 @@ documents deleted since), so a query reads only what changed since the last one.
 from __future__ import annotations
 
 import sqlite3
-import threading
-from collections import OrderedDict
 from typing import Any
 
-KEPT = 8  # vector matrices kept in memory (index, field), least recently used dropped
+from annota.search.sqlite.kept import Kept, rid_map, rows_of
 
 
 def extension_loaded(connection: sqlite3.Connection) -> bool:
@@ -62,34 +60,22 @@ class Matrices:
     """The numpy way: per (file, index, field) a normalized matrix, caught up on use."""
 
     def __init__(self) -> None:
-        self._kept: OrderedDict[tuple, _Matrix] = OrderedDict()
-        self._lock = threading.Lock()
+        self._kept: Kept[_Matrix] = Kept()
 
     def nearest(self, cursor: sqlite3.Cursor, key: tuple, t: str, field: str,
                 seqs: tuple[int, int], vector: list[float], k: int,
                 candidates: Any) -> list[tuple[int, float]]:
-        """``seqs``: the index's write sequence now, and the one below which its log of
-        deletions was pruned (a matrix older than that is rebuilt whole)."""
+        """``seqs``: as ``Kept.get`` takes them."""
         import numpy as np
 
-        seq, floor = seqs
-        with self._lock:
-            matrix = self._kept.pop(key, None)
-            if matrix is None or matrix.seq < floor:
-                matrix = _Matrix()
-            self._kept[key] = matrix
-            while len(self._kept) > KEPT:
-                self._kept.popitem(last=False)
-            if matrix.seq != seq:
-                _catch_up(cursor, matrix, t, field)
-                matrix.seq = seq
+        with self._kept.lock:
+            matrix = self._kept.get(key, seqs, _Matrix,
+                                    lambda m: _catch_up(cursor, m, t, field))
             rows, rids, valid, at = matrix.rows, matrix.rids, matrix.valid, matrix.at
         if candidates is None:
             chosen = np.flatnonzero(valid)
-        else:  # the candidates' rows, by the rid -> row map (no sort, no search)
-            wanted = np.asarray(candidates, dtype=np.int64)
-            chosen = at[wanted[wanted < len(at)]]
-            chosen = chosen[chosen >= 0]
+        else:  # the candidates' rows, by the rid -> row map
+            chosen = rows_of(at, candidates)
             chosen = chosen[valid[chosen]]
         if not len(chosen):
             return []
@@ -136,9 +122,7 @@ def _catch_up(cursor: sqlite3.Cursor, matrix: _Matrix, t: str, field: str) -> No
         matrix.rids = np.concatenate([matrix.rids, np.asarray(fresh_rids, dtype=np.int64)])
         matrix.valid = np.concatenate([matrix.valid, np.ones(len(fresh_rids), dtype=bool)])
         matrix.position.update((rid, start + i) for i, rid in enumerate(fresh_rids))
-        at = np.full(int(matrix.rids.max()) + 1, -1, dtype=np.int64)
-        at[matrix.rids] = np.arange(len(matrix.rids))
-        matrix.at = at
+        matrix.at = rid_map(matrix.rids)
 
 
 MATRICES = Matrices()
