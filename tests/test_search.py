@@ -275,3 +275,39 @@ def test_zero_datasets_is_nothing_to_do_not_a_crash(search_env):
     assert as_json.returncode == 0 and json.loads(as_json.stdout)["datasets"] == []
     status = annota.run("server", "search-engine", "status")
     assert status.returncode == 0 and "No datasets." in status.stdout
+
+
+def test_the_search_command_answers_and_refuses_in_one_line(tmp_path):
+    """`search-engine search` on the embedded default: the quickstart's archive found by
+    name and text, a filter in --query, and every wrong input one line with its exit
+    code, nothing shown as found."""
+    from pathlib import Path
+
+    annota = Annota(make_env(tmp_path, None))  # SQLite, no engine URL: the embedded one
+    archive = Path(__file__).resolve().parent.parent / "examples" / "reviews.annota"
+    assert annota.run("server", "database", "migrate").returncode == 0
+    imported = annota.run("server", "database", "import", str(archive), "--yes")
+    assert imported.returncode == 0, imported.stderr
+    found = annota.run("server", "search-engine", "search", "reviews", "banana", "--json")
+    assert found.returncode == 0, found.stderr
+    assert sorted(i["fields"]["text"] for i in json.loads(found.stdout)["items"]) == [
+        "Best banana smoothie in town.", "The banana bread was moist and sweet."]
+    mail = annota.run("server", "search-engine", "search", "reviews", "banana", "--query",
+                      json.dumps({"filters": [{"type": "metadata", "property": "source",
+                                               "values": ["mail"]}]}), "--json")
+    assert [i["fields"]["text"] for i in json.loads(mail.stdout)["items"]] == [
+        "Best banana smoothie in town."]
+    for args, code, message in [
+        (["nope", "banana"], 11, "no dataset with id or name 'nope'"),
+        (["reviews", "--query", "{"], 1, "--query is not JSON"),
+        (["reviews", "--query", "[]"], 1, "--query is not a JSON object"),
+        (["reviews", "--query", '{"limit": -1}'], 1, "limit"),
+        (["reviews", "--query", '{"offset": NaN}'], 1, "offset"),
+        (["reviews", "--query", json.dumps({"filters": [
+            {"type": "metadata", "property": "nope", "values": ["x"]}]})], 1,
+         "filters.0.property: the dataset has no such metadata property"),
+    ]:
+        result = annota.run("server", "search-engine", "search", *args)
+        assert result.returncode == code, (args, result.stderr)
+        assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+        assert result.stdout == "" and "Traceback" not in result.stderr
