@@ -8,8 +8,8 @@ the id as two unsigned 64-bit halves (a UUID's order is its hex string's order).
 arrays are caught up with the index's writes by their sequence number, as the vector
 matrices are (``vectors.py``): documents written since, and documents deleted since.
 What they do not hold (answers, suggestions, a property some document holds a list of) is
-asked of SQL and joined in by row; a text query runs wholly in SQL, where FTS5 counts its
-matches without scoring them and scores them only to take the page.
+asked of SQL and joined in by row. A text query's matches and scores come from the
+postings (``postings.py``), its filters and sorts from here.
 """
 
 from __future__ import annotations

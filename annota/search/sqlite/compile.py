@@ -140,19 +140,32 @@ def _suggestion(out: Compiled, t: str, layout: dict[str, Any], item: SuggestionF
                 *item.agents)
 
 
-def match(layout: dict[str, Any], text: TextQuery) -> str | None:
-    """The FTS5 expression of ``text``: every term (or quoted phrase) in one of the
-    fields; None when nothing in it can match (no such field, or no word at all)."""
-    names = text.fields or tuple(layout["text"])
-    columns = [f"c{layout['text'].index(n)}" for n in names if n in layout["text"]]
-    parts = []
+def phrases(text: TextQuery) -> list[str]:
+    """The text's terms and quoted phrases, in order (one with no letter or digit, which
+    the tokenizer would drop whole, left out)."""
+    out = []
     for phrase, term in _PHRASES.findall(text.q):
         words = phrase if phrase else term
         if any(ch.isalnum() for ch in words):  # the tokenizer keeps letters and digits
-            parts.append('"' + words.replace('"', '""') + '"')
+            out.append(words)
+    return out
+
+
+def text_columns(layout: dict[str, Any], text: TextQuery) -> list[int]:
+    """The FTS5 columns (``c<i>``) of the fields ``text`` searches, each once."""
+    names = text.fields or tuple(layout["text"])
+    return sorted({layout["text"].index(n) for n in names if n in layout["text"]})
+
+
+def match(layout: dict[str, Any], text: TextQuery) -> str | None:
+    """The FTS5 expression of ``text``: every term (or quoted phrase) in one of the
+    fields; None when nothing in it can match (no such field, or no word at all)."""
+    columns, parts = text_columns(layout, text), phrases(text)
     if not columns or not parts:
         return None
-    return "{" + " ".join(columns) + "} : (" + " AND ".join(parts) + ")"
+    quoted = ('"' + words.replace('"', '""') + '"' for words in parts)
+    return ("{" + " ".join(f"c{i}" for i in columns) + "} : (" + " AND ".join(quoted)
+            + ")")
 
 
 def order(t: str, layout: dict[str, Any], sorts: tuple[Sort, ...], relevance: bool

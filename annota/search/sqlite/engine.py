@@ -3,9 +3,10 @@
 It implements the interface the cluster engines do (``engine.py``): indices behind
 aliases switched in one transaction, bulk writes answering per document as the clients'
 ``streaming_bulk`` does, versioned documents for the leases, and annota's queries
-answered by FTS5 with bm25 for text (``compile.py``), in-memory columns for filters,
-sorts, totals, metrics and progress (``columns.py``, SQL for what they do not hold), and
-exact cosine for similarity (``vectors.py``). So a reindex, its lease,
+answered by FTS5's bm25 over in-memory postings for text (``postings.py``; FTS5 in SQL,
+``compile.py``, for a phrase), in-memory columns for filters, sorts, totals, metrics and
+progress (``columns.py``, SQL for what they do not hold), and exact cosine for
+similarity (``vectors.py``). So a reindex, its lease,
 ``status`` and ``cleanup`` run here by the same code as on a cluster.
 """
 
@@ -26,7 +27,7 @@ from annota.errors import (
 )
 from annota.search.engine import EngineInfo, SearchEngine, Versioned
 from annota.search.query import Hit, SearchQuery, SearchResult
-from annota.search.sqlite import columns, ingest, vectors
+from annota.search.sqlite import columns, ingest, postings, vectors
 from annota.search.sqlite import compile as sql
 from annota.search.sqlite.store import (
     Store,
@@ -452,9 +453,10 @@ class SqliteEngine(SearchEngine):
             sorts = sql.sorts_of(query)
             with columns.TABLES.lock:
                 table = self._table(cursor, index)
-                # text: SQLite counts the matches without scoring them, and scores only
-                # for the page; the columns would need every match's score
-                if query.text is None and table.sortable(sorts, index.layout["multi"]):
+                hits = total = None
+                if query.text is not None:  # the postings, or None: SQL's to answer
+                    hits, total = self._text(cursor, index, table, query, sorts)
+                elif table.sortable(sorts, index.layout["multi"]):
                     matched = np.flatnonzero(self._matching(cursor, index, table,
                                                             query.filters))
                     need = query.offset + query.limit
@@ -462,11 +464,47 @@ class SqliteEngine(SearchEngine):
                     page = ordered[query.offset:need]
                     hits = [(int(rid), None) for rid in table.rids[page]]
                     total = len(matched)
-                else:
-                    hits = total = None
             if hits is not None:
                 return SearchResult(total=total, hits=tuple(self._hits(cursor, index.t, hits)))
             return self._find_in_sql(cursor, index, query)
+
+    def _text(self, cursor: sqlite3.Cursor, index: _Index, table: columns.Table,
+              query: SearchQuery, sorts: tuple[Any, ...]) -> tuple[Any, Any]:
+        """A text query's (page, total) from the postings: every match scored at once by
+        FTS5's bm25; (None, None) for what they do not answer (a phrase of several tokens,
+        relevance with another sort, a sort the columns do not hold)."""
+        import numpy as np
+
+        relevance = [s for s in sorts if s.by == "relevance"]
+        alone = len(sorts) == 1 and bool(relevance)
+        if not alone and (relevance or not table.sortable(sorts, index.layout["multi"])):
+            return None, None
+        words = postings.tokens(cursor, sql.phrases(query.text))
+        if any(len(w) != 1 for w in words):
+            return None, None
+        fields = sql.text_columns(index.layout, query.text)
+        if not fields or not words:
+            return [], 0
+        with postings.TERMS.lock:
+            held = postings.TERMS.get(
+                (str(self.store.path), index.id), self._seqs(cursor, index),
+                lambda: postings.Postings(len(index.layout["text"])),
+                lambda p: p.catch_up(cursor, index.t))
+            rids, score = held.scores([w[0] for w in words], fields)
+        rows = table.at[rids]  # the columns are of the same snapshot: every rid is held
+        keep = self._matching(cursor, index, table, query.filters)[rows]
+        rows, score = rows[keep], score[keep]
+        need = query.offset + query.limit
+        if not relevance:
+            page = table.order(rows, sorts, need)[query.offset:need] if query.limit else []
+            return [(int(table.rids[r]), None) for r in page], len(rows)
+        key = -score if relevance[0].order == "desc" else score
+        if 0 < need < len(rows):  # those that can make the page, ties with the last kept
+            near = key <= np.partition(key, need - 1)[need - 1]
+            rows, score, key = rows[near], score[near], key[near]
+        order = np.lexsort((table.lo[rows], table.hi[rows], key))[query.offset:need]
+        return ([(int(table.rids[rows[i]]), float(score[i])) for i in order]
+                if query.limit else []), int(keep.sum())
 
     def _find_in_sql(self, cursor: sqlite3.Cursor, index: _Index, query: SearchQuery
                      ) -> SearchResult:

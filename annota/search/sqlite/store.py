@@ -33,6 +33,7 @@ from typing import Any
 
 import orjson
 
+TOKENIZE = "unicode61 remove_diacritics 0"  # the text tables' tokenizer, and its mirrors'
 CATALOG = """
 CREATE TABLE IF NOT EXISTS indices (
     id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE, layout TEXT NOT NULL,
@@ -105,7 +106,7 @@ def create_tables(cursor: sqlite3.Cursor, t: str, layout: dict[str, Any]) -> Non
     ]
     if columns:
         statements.append(f"CREATE VIRTUAL TABLE {t}_text USING fts5({columns}, "
-                          "tokenize = 'unicode61 remove_diacritics 0')")
+                          f"tokenize = '{TOKENIZE}')")
     for statement in statements:
         cursor.execute(statement)
 
