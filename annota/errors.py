@@ -236,3 +236,26 @@ class ArchiveMismatchError(AnnotaError):
     def __init__(self, message: str, differences: list | None = None) -> None:
         super().__init__(message)
         self.differences = differences or []
+
+
+class PreflightError(AnnotaError):
+    """``upgrade``: a preflight check failed; nothing was changed."""
+
+    exit_code = 22
+
+    def __init__(self, message: str, checks: list | None = None) -> None:
+        super().__init__(message)
+        self.checks = checks or []
+
+
+class PreflightSearchError(PreflightError):
+    """``upgrade``: a search engine check failed (product or version, vectors, health,
+    disk watermarks, read-only indices); nothing was changed."""
+
+    exit_code = 23
+
+
+class PreflightRedisError(PreflightError):
+    """``upgrade``: Redis, configured, does not answer; nothing was changed."""
+
+    exit_code = 24

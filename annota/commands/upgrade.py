@@ -29,6 +29,13 @@ class _UpgradePrinter(_Printer):
 
         self.search = _Progress(live=live)
 
+    def preflight(self, checks) -> None:  # noqa: ANN001
+        self.echo("Preflight:")
+        for check in checks:
+            self.echo(f"  {check.status:11} {check.name:17} {check.detail}")
+            if check.status == "failed" and check.fix:
+                self.echo(f"  {'':11} {'':17} to fix: {check.fix}")
+
     def planned(self, plan) -> None:  # noqa: ANN001
         self.echo(f"Database: {plan.database}")
         self.echo(f"Upgrade plan ({', '.join(plan.parts)}):")
@@ -102,14 +109,23 @@ class _UpgradePrinter(_Printer):
               help="Do not write an archive of the instance before the schema step.")
 @click.option("--backup-to", type=click.Path(file_okay=False, path_type=Path),
               help="Directory for that archive. Default: $ANNOTA_HOME/backups.")
+@click.option("--skip-preflight", "skip_preflight", multiple=True, metavar="NAME",
+              help="Leave out a preflight check (repeatable; 'all' for every one): "
+                   "database-version, database-disk, database-locks, search-engine, "
+                   "search-vectors, search-health, search-disk, search-read-only, redis, "
+                   "workers.")
 @yes_option
 @json_option
 def upgrade(target: str, include: str | None, exclude: str | None, dry_run: bool,
-            force: bool, no_backup: bool, backup_to: Path | None, yes: bool,
-            as_json: bool) -> None:
+            force: bool, no_backup: bool, backup_to: Path | None,
+            skip_preflight: tuple[str, ...], yes: bool, as_json: bool) -> None:
     """Upgrade everything in one go: schema, async migrations, backfills, search indices.
 
-    Prints the whole plan first, then runs it in order with progress and a summary.
+    Checks first what the run needs (preflight: the database's version, disk and
+    locks; the search engine's product, version, vectors, health, disk watermarks and
+    read-only indices; Redis and its workers when configured): a failed check stops it
+    before anything changes, with exit code 22 (database), 23 (search) or 24 (Redis).
+    Then prints the whole plan and runs it in order with progress and a summary.
     Before the schema moves a database with data, it writes an archive of the whole
     instance ($ANNOTA_HOME/backups, the newest ANNOTA_BACKUP_KEEP kept). At
     a release gate it finishes the gate's jobs, then moves on. Safe to run again after
@@ -128,11 +144,14 @@ def upgrade(target: str, include: str | None, exclude: str | None, dry_run: bool
     config = settings()
     backup = None if no_backup else UpgradeBackup(config, backup_to)
     parts = upgrades.parts_from(include, exclude)
+    from annota.server.upgrade.preflight import skip_names
+
+    skip = skip_names(skip_preflight)
     printer = _UpgradePrinter(err=as_json, live=sys.stderr.isatty() and not as_json)
     try:
         result = upgrades.upgrade(config, target, parts=parts, dry_run=dry_run,
                                   confirm=_confirm(yes), force=force, reporter=printer,
-                                  backup=backup)
+                                  backup=backup, skip_preflight=skip)
     finally:
         printer.search.stop()
     if as_json:

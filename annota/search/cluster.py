@@ -10,10 +10,14 @@ from collections.abc import Iterator
 from typing import Any
 
 from annota.search import dsl
-from annota.search.engine import SearchEngine
+from annota.search.engine import Finding, SearchEngine
 from annota.search.query import Hit, SearchQuery, SearchResult, Sort
 
 _SOURCE = {"excludes": ["vectors"]}  # a hit carries its record, not its embeddings
+_DISK = "cluster.routing.allocation.disk."
+_BLOCKS = ("index.blocks.read_only_allow_delete", "index.blocks.read_only",
+           "index.blocks.write")
+_UNITS = {"b": 1, "kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30, "tb": 1 << 40, "pb": 1 << 50}
 
 
 class ClusterEngine(SearchEngine):
@@ -50,6 +54,64 @@ class ClusterEngine(SearchEngine):
             yield from self.bulk_helper(self.client, actions, chunk_size=chunk_docs,
                                         max_chunk_bytes=chunk_bytes, raise_on_error=False,
                                         raise_on_exception=False, max_retries=0)
+
+    # -- preflight ----------------------------------------------------------------------
+    def findings(self) -> list[Finding]:
+        with self._call("report its health"):
+            health = self.client.cluster.health()
+        status = health.get("status")
+        out = [Finding("search-health", f"cluster {status}, "
+                       f"{health.get('number_of_nodes')} node(s), "
+                       f"{health.get('unassigned_shards')} unassigned shard(s)",
+                       None if status in ("green", "yellow") else
+                       "a red cluster has primary shards unassigned: bring their nodes "
+                       "back (GET _cluster/allocation/explain says why) before upgrading")]
+        out.append(self._disk())
+        with self._call("report index blocks"):
+            blocks = self.client.indices.get_settings(
+                index=f"{self.prefix}.*", name="index.blocks.*", flat_settings=True,
+                expand_wildcards="all")
+        blocked = sorted(name for name, body in blocks.items()
+                         if any(str(body.get("settings", {}).get(b)).lower() == "true"
+                                for b in _BLOCKS))
+        if not blocked:
+            out.append(Finding("search-read-only", f"annota's {len(blocks)} indices take "
+                               "writes"))
+            return out
+        out.append(Finding(
+            "search-read-only", f"{len(blocked)} of annota's {len(blocks)} indices refuse "
+            f"writes: {', '.join(blocked[:5])}",
+            "free disk space on the cluster, then lift the block: PUT <index>/_settings "
+            '{"index.blocks.read_only_allow_delete": null} (a reindex would fail on them)'))
+        return out
+
+    def _disk(self) -> Finding:
+        """Each node's disk against the cluster's high and flood-stage watermarks."""
+        with self._call("report its disk settings"):
+            given = self.client.cluster.get_settings(include_defaults=True, flat_settings=True)
+            fs = self.client.nodes.stats(metric="fs")
+        merged = {**given.get("defaults", {}), **given.get("persistent", {}),
+                  **given.get("transient", {})}
+        if str(merged.get(_DISK + "threshold_enabled", "true")).lower() != "true":
+            return Finding("search-disk", "disk watermarks are disabled on this cluster")
+        crossed, seen = [], []
+        for node in fs.get("nodes", {}).values():
+            total = node["fs"]["total"]
+            size, free = total.get("total_in_bytes", 0), total.get("available_in_bytes", 0)
+            if not size:
+                continue
+            seen.append(f"{node.get('name')} {100 * (size - free) / size:.0f}% used")
+            for level in ("high", "flood_stage"):
+                limit = merged.get(f"{_DISK}watermark.{level}")
+                if limit is not None and _crossed(str(limit), size, free):
+                    crossed.append(f"{node.get('name')} is past the {level} watermark "
+                                   f"({limit})")
+                    break
+        return Finding("search-disk", "; ".join(crossed or seen) or "no node reported disk",
+                       None if not crossed else
+                       "free disk on those nodes or raise cluster.routing.allocation.disk."
+                       "watermark.*: past the high watermark new indices are not allocated "
+                       "(a reindex would hang), past the flood stage indices turn read-only")
 
     # -- annota's queries ---------------------------------------------------------------
     def find(self, alias: str, query: SearchQuery, metadata_types: dict[str, str]
@@ -123,6 +185,24 @@ class ClusterEngine(SearchEngine):
     def sources(self, index: str, size: int = 1000) -> dict[str, dict]:
         return {hit["_id"]: hit["_source"]
                 for hit in self.search(index, {"match_all": {}}, size=size)}
+
+
+def _crossed(limit: str, size: int, free: int) -> bool:
+    """Whether a disk of ``size`` bytes with ``free`` left is past a watermark given as a
+    percentage (``85%``), a ratio (``0.85``) or the free space it wants (``500mb``)."""
+    text = limit.strip().lower()
+    try:
+        if text.endswith("%"):
+            return (size - free) / size * 100 >= float(text[:-1])
+        return (size - free) / size >= float(text)
+    except ValueError:
+        pass
+    number = text.rstrip("bkmgtp")
+    unit = text[len(number):] or "b"
+    try:
+        return free <= float(number) * _UNITS[unit]
+    except (ValueError, KeyError):
+        return False  # a form this does not know: not called crossed
 
 
 def _id_and_version(hit: dict) -> tuple[str, str | None]:

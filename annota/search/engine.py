@@ -36,6 +36,16 @@ class EngineInfo:
     version: str
 
 
+@dataclass(frozen=True)
+class Finding:
+    """One of the engine's preflight checks (``upgrade``): what was found, and what to do
+    when it stops an upgrade (``fix`` None: it passed)."""
+
+    name: str
+    detail: str
+    fix: str | None = None
+
+
 def alias_name(prefix: str, dataset_id: object) -> str:
     return f"{prefix}.records.{dataset_id}"
 
@@ -202,6 +212,15 @@ class SearchEngine(ABC):
     @abstractmethod
     def delete_document(self, index: str, doc_id: str, version: Versioned) -> None:
         """Delete it if it is still at ``version``."""
+
+    def vectors_supported(self) -> bool:
+        """Whether vector fields can be indexed here (OpenSearch: its k-NN plugin)."""
+        return True
+
+    def findings(self) -> list[Finding]:
+        """What an upgrade needs of the engine beyond answering: its health, its disk,
+        indices it can still write. The embedded engine has none of these to check."""
+        return []
 
     # -- written once ----------------------------------------------------------------
     def unreachable(self, exc: BaseException) -> SearchEngineUnreachableError:

@@ -65,6 +65,11 @@ class OpenSearchEngine(ClusterEngine):
             raise wrong
         return EngineInfo(self.kind, version["number"])
 
+    def vectors_supported(self) -> bool:
+        with self._call("list its plugins"):
+            plugins = self.client.cat.plugins(format="json")
+        return any(p.get("component") == "opensearch-knn" for p in plugins)
+
     def vector_field(self, dimensions: int) -> dict[str, Any]:
         return {"type": "knn_vector", "dimension": dimensions,
                 "method": {"name": "hnsw", "engine": "lucene", "space_type": "cosinesimil"}}

@@ -13,6 +13,7 @@ similarity (``vectors.py``). So a reindex, its lease,
 from __future__ import annotations
 
 import fnmatch
+import shutil
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +26,7 @@ from annota.errors import (
     SearchEngineOverloadedError,
     WrongSearchEngineError,
 )
-from annota.search.engine import EngineInfo, SearchEngine, Versioned
+from annota.search.engine import EngineInfo, Finding, SearchEngine, Versioned
 from annota.search.query import Hit, SearchQuery, SearchResult
 from annota.search.sqlite import columns, ingest, postings, vectors
 from annota.search.sqlite import compile as sql
@@ -102,6 +103,19 @@ class SqliteEngine(SearchEngine):
                     "Python built with it, or a cluster engine (ANNOTA_SEARCH_ENGINE)")
         way = "sqlite-vec" if self._extension() else "numpy"
         return EngineInfo(self.kind, f"SQLite {sqlite3.sqlite_version}, FTS5, vectors: {way}")
+
+    def findings(self) -> list[Finding]:
+        """Its file's disk: a reindex builds the new generation beside the live one, so
+        may need the file's size again."""
+        path = self.store.path
+        size = path.stat().st_size if path.exists() else 0
+        where = path.parent
+        while not where.exists() and where != where.parent:
+            where = where.parent
+        free = shutil.disk_usage(where).free
+        detail = f"{path}: {size >> 20} MiB, {free >> 20} MiB free"
+        return [Finding("search-disk", detail, None if free >= size else
+                        "free disk space: a reindex may need the file's size again")]
 
     def _extension(self) -> bool:
         """sqlite-vec loaded into this thread's connection (tried once per connection)."""

@@ -25,6 +25,7 @@ class UpgradeReporter:
     schema: migrations.MigrationReporter = migrations.MigrationReporter()
     search: Any = None  # a search.reindex.ReindexReporter, or None for none
 
+    def preflight(self, checks: list[Any]) -> None: ...
     def planned(self, plan: UpgradePlan) -> None: ...
     def part_started(self, part: str) -> None: ...
     def part_finished(self, part: str, seconds: float, summary: str) -> None: ...
@@ -53,11 +54,13 @@ class UpgradeResult:
     deleted_indices: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     backup: Path | None = None
+    preflight: list[Any] = field(default_factory=list)  # preflight.Check
 
     def to_dict(self) -> dict[str, Any]:
         hist = history()
         return {
             "dry_run": self.dry_run,
+            "preflight": [c.to_dict() for c in self.preflight],
             "backup": str(self.backup) if self.backup else None,
             "plan": self.plan.to_dict(),
             "schema": [r.to_dict(hist) for r in self.schema],
@@ -74,12 +77,22 @@ class UpgradeResult:
 def upgrade(settings: Settings, to: str = "head", *, parts: tuple[str, ...] = PARTS,
             dry_run: bool = False, confirm=None, force: bool = False,  # noqa: ANN001
             reporter: UpgradeReporter | None = None,
-            backup: Backup | None = None) -> UpgradeResult:
-    """Plan, then (unless ``dry_run``) run the parts in order. ``confirm(plan)`` consents
-    to a downgrade, as for ``migrate``; ``force`` crosses release gates with unfinished
-    jobs instead of finishing them. ``backup`` is written before a schema step that moves
-    a database with data; a failure after it names it."""
+            backup: Backup | None = None,
+            skip_preflight: frozenset[str] = frozenset()) -> UpgradeResult:
+    """Check (preflight), plan, then (unless ``dry_run``) run the parts in order.
+    ``confirm(plan)`` consents to a downgrade, as for ``migrate``; ``force`` crosses
+    release gates with unfinished jobs instead of finishing them. ``backup`` is written
+    before a schema step that moves a database with data; a failure after it names it. A
+    failed preflight check raises its kind of ``PreflightError`` before anything changes
+    (in a dry run too)."""
+    from annota.server.upgrade import preflight
+
     reporter = reporter or UpgradeReporter()
+    checks = preflight.preflight(
+        settings, parts, skip_preflight,
+        backup_dir=Path(backup.planned()).parent if backup is not None else None)
+    reporter.preflight(checks)
+    preflight.raise_failed(checks)
     plan = plan_upgrade(settings, to, parts)
     backing_up = (backup is not None and "schema" in plan.parts and bool(plan.schema.steps)
                   and plan.schema.current is not None)
@@ -87,7 +100,7 @@ def upgrade(settings: Settings, to: str = "head", *, parts: tuple[str, ...] = PA
         plan.backup = backup.planned()
         plan.restore = backup.restore_command(plan.backup)
     reporter.planned(plan)
-    result = UpgradeResult(plan, dry_run)
+    result = UpgradeResult(plan, dry_run, preflight=checks)
     if dry_run or plan.empty:
         return result
     if backing_up:
