@@ -297,7 +297,8 @@ def test_a_downgrade_asks_like_migrate(annota, settings):
 def test_an_unreachable_search_engine_stops_the_upgrade_before_it_starts(annota, settings):
     migrations.migrate(settings, "2.0")
     run = annota.run("server", "upgrade", ANNOTA_ELASTICSEARCH="http://127.0.0.1:9")
-    assert run.returncode == 8, run.stdout + run.stderr
+    assert run.returncode == 23, run.stdout + run.stderr  # preflight: the search engine
+    assert "search-engine: cannot reach Elasticsearch" in run.stderr
     assert "--exclude search" in run.stderr
     assert migrations.status(settings).current_release == "2.0"
 
