@@ -66,6 +66,14 @@ class _UpgradePrinter(_Printer):
         if plan.backup:
             self.echo(f"Backup before the schema step: {plan.backup}")
             self.echo(f"  to restore it, {plan.restore}")
+        self.estimates = plan.estimates
+        if plan.estimates:
+            total = sum(e.seconds for e in plan.estimates.values())
+            self.echo("Estimated time (recorded: this deployment's earlier runs; sampled: "
+                      "a sample of this database): " + ", ".join(
+                          f"{part} {_duration(e.seconds)} ({e.basis})"
+                          for part, e in plan.estimates.items())
+                      + f"; in all about {_duration(total)}")
         for note in plan.notes:
             self.echo(f"Note: {note}")
         if plan.empty:
@@ -75,7 +83,9 @@ class _UpgradePrinter(_Printer):
         self.echo(f"== {part}")
 
     def part_finished(self, part: str, seconds: float, summary: str) -> None:
-        self.echo(f"== {part}: {summary} ({seconds:.1f}s)")
+        guess = getattr(self, "estimates", {}).get(part)
+        against = f"; estimated {_duration(guess.seconds)}" if guess else ""
+        self.echo(f"== {part}: {summary} ({seconds:.1f}s{against})")
 
     def gate_reached(self, error) -> None:  # noqa: ANN001
         gate = error.revision
@@ -94,6 +104,13 @@ class _UpgradePrinter(_Printer):
         if self.last.get(name) != line:
             self.echo(line)
             self.last[name] = line
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s" if seconds < 10 else f"{seconds:.0f}s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes}m{rest:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
 
 
 @click.command()

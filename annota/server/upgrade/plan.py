@@ -63,6 +63,8 @@ class UpgradePlan:
     notes: list[str] = field(default_factory=list)
     backup: str | None = None  # where the archive written before the schema step goes
     restore: str | None = None  # how to restore it
+    estimates: dict[str, Any] = field(default_factory=dict)  # part -> estimate.Estimate
+    sizes: dict[str, int] = field(default_factory=dict)  # piece -> the rows it is sized by
 
     @property
     def end(self) -> str | None:
@@ -98,6 +100,7 @@ class UpgradePlan:
             "notes": self.notes,
             "backup": self.backup,
             "restore": self.restore,
+            "estimates": {part: e.to_dict() for part, e in self.estimates.items()},
         }
 
 

@@ -16,6 +16,7 @@ from annota.server import db
 from annota.server.schema import async_migrations
 from annota.server.schema import migrate as migrations
 from annota.server.schema.history import JOBS_TABLES_REVISION, history
+from annota.server.upgrade import estimate
 from annota.server.upgrade.plan import PARTS, UpgradePlan, plan_upgrade
 
 
@@ -99,6 +100,7 @@ def upgrade(settings: Settings, to: str = "head", *, parts: tuple[str, ...] = PA
     if backing_up:
         plan.backup = backup.planned()
         plan.restore = backup.restore_command(plan.backup)
+    plan.estimates = estimate.estimate_plan(settings, plan, backing_up)
     reporter.planned(plan)
     result = UpgradeResult(plan, dry_run, preflight=checks)
     if dry_run or plan.empty:
@@ -106,7 +108,7 @@ def upgrade(settings: Settings, to: str = "head", *, parts: tuple[str, ...] = PA
     if backing_up:
         reporter.part_started("backup")
         started = time.perf_counter()
-        result.backup = backup.write()
+        result.backup = _timed(settings, plan, "backup", backup.write)
         result.seconds["backup"] = time.perf_counter() - started
         reporter.part_finished("backup", result.seconds["backup"], f"{result.backup}; to "
                                f"restore it, {backup.restore_command(result.backup)}")
@@ -161,13 +163,22 @@ def _schema(settings: Settings, plan: UpgradePlan, result: UpgradeResult,
             tried.add(gate.revision.revision)
             reporter.gate_reached(gate)
             names = {job.name for job in gate.jobs}
-            heavy = [n for n in gate.revision.requires_async_migrations if n in names]
-            if heavy:
-                _run_async(settings, result, names=heavy)
+            for name in gate.revision.requires_async_migrations:
+                if name in names:
+                    _timed(settings, plan, f"async:{name}", _run_async, settings, result,
+                           names=[name])
             for name in gate.revision.requires_backfills:
                 if name in names:
-                    _run_backfill(settings, name, result, reporter)
+                    _timed(settings, plan, f"backfill:{name}", _run_backfill, settings, name,
+                           result, reporter)
             result.gates.append(gate.revision.revision)
+    rates = estimate.Rates(settings)
+    for migration in result.schema:
+        for step, seconds in migration.steps:
+            key = f"revision:{step.revision.revision}" + (
+                "" if step.direction == "upgrade" else ":down")
+            if key in plan.sizes:
+                rates.record(key, plan.sizes[key], seconds)
     moved = sum(len(r.steps) for r in result.schema)
     state = migrations.status(settings)
     return (f"{moved} revision{'s' * (moved != 1)} applied; the database is at "
@@ -176,8 +187,33 @@ def _schema(settings: Settings, plan: UpgradePlan, result: UpgradeResult,
 
 def _async(settings: Settings, plan: UpgradePlan, result: UpgradeResult,
            reporter: UpgradeReporter, **_: Any) -> str:
-    rows = _run_async(settings, result)
+    rows: list[dict[str, Any]] = []
+    for name in _unfinished(settings):
+        rows += _timed(settings, plan, f"async:{name}", _run_async, settings, result,
+                       names=[name])
     return f"{len(rows)} async migration{'s' * (len(rows) != 1)} run" if rows else "none left"
+
+
+def _unfinished(settings: Settings) -> list[str]:
+    database = db.open_database(settings.database_url)
+    try:
+        with database.connect() as connection:
+            return [r["name"] for r in async_migrations.listing(connection)
+                    if r["status"] != async_migrations.FINISHED]
+    finally:
+        database.dispose()
+
+
+def _timed(settings: Settings, plan: UpgradePlan, key: str, run: Any, *args: Any,
+           **kwargs: Any) -> Any:
+    """``run(*args, **kwargs)``, its time recorded as ``key``'s rate when the plan sized
+    it and it did something (a true result: jobs run, migrations run, a backup written),
+    so the next plan's estimate of it is this deployment's own."""
+    started = time.perf_counter()
+    out = run(*args, **kwargs)
+    if key in plan.sizes and out:
+        estimate.Rates(settings).record(key, plan.sizes[key], time.perf_counter() - started)
+    return out
 
 
 def _run_async(settings: Settings, result: UpgradeResult,
@@ -204,7 +240,8 @@ def _backfills(settings: Settings, plan: UpgradePlan, result: UpgradeResult,
                reporter: UpgradeReporter, **_: Any) -> str:
     from annota.server.jobs.backfills import BACKFILLS
 
-    done = [_run_backfill(settings, name, result, reporter) for name in BACKFILLS]
+    done = [_timed(settings, plan, f"backfill:{name}", _run_backfill, settings, name, result,
+                   reporter) for name in BACKFILLS]
     queued = sum(done)
     return f"{queued} job{'s' * (queued != 1)} run" if queued else "none left"
 
@@ -243,7 +280,8 @@ def _search(settings: Settings, plan: UpgradePlan, result: UpgradeResult,
     state = maintenance.status(settings, verify=True)  # by identity, not by count alone
     wanted = [d.dataset_id for d in state.datasets if d.needs_reindex]
     if wanted:
-        summary = reindex(settings, wanted, reporter=reporter.search)
+        summary = _timed(settings, plan, f"reindex:{settings.search.engine}", reindex,
+                         settings, wanted, reporter=reporter.search)
         result.reindexed = [r.plan.dataset_id for r in summary.results if r.swapped]
         if summary.failed:
             where = f"; rejected documents are in {summary.report}" if summary.report else ""

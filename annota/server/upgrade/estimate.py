@@ -1,0 +1,236 @@
+"""How long each part of an upgrade will take, from this deployment's own figures.
+
+Every piece of work has a key (a revision, an async migration, a backfill, a reindex on
+an engine kind, the backup; per database backend) and a size in rows (the records and
+responses a revision or a backup reads, the records a backfill or a reindex has left).
+Its estimate is, in order of preference:
+
+- **recorded**: the seconds per row this deployment's earlier runs took for that key
+  (``$ANNOTA_HOME/upgrade-rates.json``, written after each piece), times its rows now;
+- **sampled**: a short sample of this database (the time to read a page of records, and
+  to create and drop a temporary table) times a factor per piece, measured for this code
+  by ``benchmarks/upgrade_estimate.py``. What a piece costs relative to reading its rows
+  is a property of annota's code; how fast rows are read is the deployment's.
+
+A part's estimate is the sum of its pieces; the schema part includes the jobs its release
+gates run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from annota.config import Settings
+from annota.server import db
+
+RATES_FILE = "upgrade-rates.json"
+PROBE_ROWS = 1000
+MIN_ROWS = 1000  # a piece over fewer rows records no rate
+# seconds per row = the sampled read time of one record times these (PostgreSQL, then
+# SQLite, whose ALTERs copy tables whole); from benchmarks/upgrade_estimate.py
+REVISIONS = {
+    "postgresql": {"95afe52a5067": 0.86, "2dc006381611": 0.45, "33283b8970a0": 0.02,
+                   "0901a4f98754": 0.045, "2700b3e7aa16": 0.04, "5d1e0c7a9b34": 0.063,
+                   "e0c0a096f5b3": 0.038, "c0178eeb3592": 0.02, "6d4a2c8e9f15": 0.018,
+                   "e4be47f32097": 0.016},
+    "sqlite": {},
+}
+DDL = 5.0  # a revision that moves no rows: this many temporary tables made and dropped
+JOBS = {"backfill:record-status": 4.3, "backfill:agreement": 16.0,
+        "async:records_dataset_id_id_index": 0.13,
+        "async:responses_record_id_status_index": 0.05,
+        "reindex:sqlite": 8.5, "reindex:elasticsearch": 20.0, "reindex:opensearch": 20.0,
+        "backup": 0.65}
+
+
+@dataclass
+class Estimate:
+    seconds: float
+    basis: str  # recorded | sampled | mixed
+
+    def add(self, seconds: float, basis: str) -> None:
+        self.seconds += seconds
+        if self.basis != basis:
+            self.basis = "mixed" if self.basis not in ("", basis) else basis
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seconds": round(self.seconds, 2), "basis": self.basis}
+
+
+class Rates:
+    """The seconds per row recorded per key, in ``$ANNOTA_HOME``; replaced whole and
+    atomically on each write (two writers: the last one's figures are kept)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.path = settings.home / RATES_FILE
+        self.backend = settings.database_url.backend
+
+    def read(self) -> dict[str, dict[str, float]]:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def per_row(self, key: str) -> float | None:
+        entry = self.read().get(f"{self.backend}:{key}")
+        try:
+            return float(entry["seconds"]) / max(float(entry["rows"]), 1.0)
+        except (TypeError, KeyError, ValueError):
+            return None
+
+    def record(self, key: str, rows: int, seconds: float) -> None:
+        """Note ``key``'s time over ``rows`` rows; fewer than ``MIN_ROWS`` say nothing of
+        a rate (a fixed cost dominates them), so they are not noted."""
+        if rows < MIN_ROWS:
+            return
+        data = self.read()
+        data[f"{self.backend}:{key}"] = {"seconds": round(seconds, 4), "rows": int(rows),
+                                         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                             time.gmtime())}
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=".rates-")
+            with os.fdopen(fd, "w") as out:
+                json.dump(data, out, indent=1, sort_keys=True)
+            os.replace(temporary, self.path)
+        except OSError:
+            pass  # an estimate is a convenience: a home we cannot write loses only it
+
+
+@dataclass
+class Sample:
+    """This database's speed, sampled once per plan."""
+
+    read_row: float  # seconds to read one record
+    ddl: float  # seconds to create and drop a temporary table
+
+    @classmethod
+    def take(cls, settings: Settings) -> Sample:
+        database = db.read_only(db.open_database(settings.database_url))
+        try:
+            with db.connect(database, settings.database_url) as connection:
+                return cls(_read_row(connection), _ddl(connection))
+        finally:
+            database.dispose()
+
+
+def _read_row(connection: sa.Connection) -> float:
+    if not sa.inspect(connection).has_table("records"):
+        return 20e-6
+    best = None
+    for _ in range(3):  # the least of three: the sample is short, so noise is not
+        started = time.perf_counter()
+        rows = connection.execute(sa.text(
+            f"SELECT * FROM records ORDER BY id LIMIT {PROBE_ROWS}")).all()
+        seconds = (time.perf_counter() - started) / max(len(rows), 1)
+        best = seconds if best is None else min(best, seconds)
+        if not rows:
+            return 20e-6
+    return best or 20e-6
+
+
+def _ddl(connection: sa.Connection) -> float:
+    best = None
+    for _ in range(3):
+        started = time.perf_counter()
+        connection.execute(sa.text("CREATE TEMPORARY TABLE annota_probe (x INTEGER)"))
+        connection.execute(sa.text("DROP TABLE annota_probe"))
+        seconds = time.perf_counter() - started
+        best = seconds if best is None else min(best, seconds)
+    connection.rollback()
+    return best or 0.005
+
+
+class Estimator:
+    """Estimates of pieces of work on one deployment."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.rates = Rates(settings)
+        self.backend = settings.database_url.backend
+        self._sample: Sample | None = None
+        self.settings = settings
+
+    @property
+    def sample(self) -> Sample:
+        if self._sample is None:
+            self._sample = Sample.take(self.settings)
+        return self._sample
+
+    def piece(self, key: str, rows: int) -> tuple[float, str]:
+        """(seconds, basis) of the piece ``key`` over ``rows`` rows."""
+        recorded = self.rates.per_row(key)
+        if recorded is not None:
+            return recorded * rows, "recorded"
+        if key.startswith("revision:"):
+            factor = REVISIONS.get(self.backend, {}).get(key.split(":", 1)[1], 0.0)
+            return DDL * self.sample.ddl + factor * rows * self.sample.read_row, "sampled"
+        return JOBS.get(key, 1.0) * rows * self.sample.read_row, "sampled"
+
+
+def table_rows(settings: Settings) -> dict[str, int]:
+    """Rows of the tables the estimates are sized by (those that exist)."""
+    path = settings.database_url.sqlite_path
+    if path is not None and not path.exists():
+        return {}
+    database = db.read_only(db.open_database(settings.database_url))
+    try:
+        with db.connect(database, settings.database_url) as connection:
+            inspector = sa.inspect(connection)
+            return {name: connection.execute(sa.text(f"SELECT count(*) FROM {name}"))
+                    .scalar_one() for name in ("records", "responses")
+                    if inspector.has_table(name)}
+    finally:
+        database.dispose()
+
+
+def estimate_plan(settings: Settings, plan: Any, backing_up: bool) -> dict[str, Estimate]:
+    """Each part's estimate (and the backup's), and the rows each piece is sized by
+    (``plan.sizes``, which the run records its rates against)."""
+    rows = table_rows(settings)
+    total = sum(rows.values())
+    estimator = Estimator(settings)
+    if not rows.get("records"):  # nothing to sample: an empty or new database
+        estimator._sample = Sample(20e-6, 0.005)
+    out: dict[str, Estimate] = {}
+
+    def add(part: str, key: str, size: int) -> None:
+        seconds, basis = estimator.piece(key, size)
+        out.setdefault(part, Estimate(0.0, "")).add(seconds, basis)
+        plan.sizes[key] = size
+
+    left: dict[str, int] = {}
+    for work in plan.backfills:
+        left[work.name] = left.get(work.name, 0) + work.records
+    gated_jobs: set[str] = set()
+    if backing_up:
+        add("backup", "backup", total)
+    for step in plan.schema.steps:
+        add("schema", f"revision:{step.revision.revision}"
+            + ("" if step.direction == "upgrade" else ":down"), total)
+        for name in step.revision.async_migrations:  # run with it, timed with it
+            gated_jobs.add(f"async:{name}")
+    for gate in plan.gates:
+        for name in gate.requires_async_migrations:
+            if f"async:{name}" not in gated_jobs:
+                add("schema", f"async:{name}", total)
+                gated_jobs.add(f"async:{name}")
+        for name in gate.requires_backfills:
+            add("schema", f"backfill:{name}", left.get(name, 0))
+            gated_jobs.add(f"backfill:{name}")
+    for name, _ in plan.async_migrations:
+        if f"async:{name}" not in gated_jobs:
+            add("async", f"async:{name}", total)
+    for name, size in left.items():
+        if f"backfill:{name}" not in gated_jobs:
+            add("backfills", f"backfill:{name}", size)
+    if plan.search:
+        add("search", f"reindex:{settings.search.engine}", sum(w.records for w in plan.search))
+    return out
