@@ -242,6 +242,9 @@ SETTINGS: tuple[Setting, ...] = (
             "the API's TCP port (as `--port`)"),
     Setting("ANNOTA_NEW_USER_API_KEY", _secret, None, "an API key (no control characters)",
             "the API key `users create` gives the new user (as `--api-key`)", secret=True),
+    Setting("ANNOTA_SECRET_KEY", _secret, None, "a key (no control characters)",
+            "signs the dashboard's session cookies; replicas behind one address share it "
+            "(`$ANNOTA_HOME/secret-key`, made on first use)", secret=True),
 )
 BY_VARIABLE = {s.variable: s for s in SETTINGS}
 
@@ -294,6 +297,7 @@ class Settings:
     server_host: str
     server_port: int
     new_user_api_key: Secret | None
+    secret_key: Secret | None
 
     @property
     def secrets(self) -> list[str]:
@@ -301,7 +305,8 @@ class Settings:
         url = self.database_url
         return [s for s in (url.password, url.raw_password, *self.search.secrets,
                             url_password(self.redis_url or ""),
-                            self.new_user_api_key and self.new_user_api_key.get_secret_value())
+                            self.new_user_api_key and self.new_user_api_key.get_secret_value(),
+                            self.secret_key and self.secret_key.get_secret_value())
                 if s]
 
     @classmethod

@@ -20,7 +20,9 @@ is left alone. Otherwise, on loopback ports under ANNOTA_SERVICES_DIR (default
 
 - a Docker engine (Debian's docker.io; dockerd started here, as root), a stand-in base image
   made with debootstrap (python3, its venv module and this machine's CA bundle), and
-  PostgreSQL and Redis images built on it (tests/images) for the testcontainers fallback.
+  PostgreSQL and Redis images built on it (tests/images) for the testcontainers fallback;
+- Debian's chromium and chromium-driver, for the dashboard's Selenium tests
+  (ANNOTA_TEST_CHROMIUM, ANNOTA_TEST_CHROMEDRIVER).
 
 Standard library only: this runs before anything is installed. Messages go to stderr;
 stdout carries only the exports.
@@ -438,12 +440,20 @@ def extension_python() -> None:
         apt_install("python3", "python3-venv")
 
 
+def browser() -> dict[str, str]:
+    """Debian's Chromium and its chromedriver, for the dashboard's browser tests."""
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        apt_install("chromium", "chromium-driver")
+    return {"ANNOTA_TEST_CHROMIUM": shutil.which("chromium") or "",
+            "ANNOTA_TEST_CHROMEDRIVER": shutil.which("chromedriver") or ""}
+
+
 def main(argv: list[str]) -> None:
     command = argv[1] if len(argv) > 1 else "env"
     if command == "env":
         extension_python()
         exports = {"ANNOTA_TEST_POSTGRES_URL": postgres(), "ANNOTA_TEST_REDIS_URL": redis(),
-                   **search_engines(), **docker()}
+                   **search_engines(), **docker(), **browser()}
         for key, value in exports.items():
             print(f"export {key}={shlex.quote(value)}")
     elif command == "stop":

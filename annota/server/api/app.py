@@ -25,8 +25,10 @@ from annota.errors import (
     NotFoundError,
     RedisUnreachableError,
     ReindexBusyError,
+    ReindexError,
     SearchEngineError,
 )
+from annota.server.api.admin import add_admin
 from annota.server.api.schemas import (
     BackfillCancelIn,
     BackfillRunIn,
@@ -36,6 +38,7 @@ from annota.server.api.schemas import (
     SearchIn,
     WorkspaceIn,
 )
+from annota.server.api.tasks import Tasks
 from annota.server.db import open_database
 from annota.server.domain import datasets
 from annota.server.domain import models as m
@@ -50,6 +53,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="annota", version=__version__)
     db = open_database(settings.database_url)
     connected: dict[str, Any] = {}
+    tasks = Tasks()
 
     def search_engine():  # noqa: ANN202 - connected lazily, once, then reused
         if "search" not in connected:
@@ -303,6 +307,38 @@ def create_app(settings: Settings) -> FastAPI:
                                 str(body.dataset_id) if body.dataset_id else None)
         return {"canceled": count}
 
+    @app.post(f"{API}/datasets/{{dataset_id}}/reindex", status_code=202)
+    def reindex_dataset(dataset_id: uuid.UUID,
+                        user: sa.Row = Depends(role("owner"))) -> dict[str, Any]:
+        """Rebuild the dataset's index with zero downtime, in the background: a task to
+        poll at ``GET /api/v1/tasks/{id}`` (the one already running, if any)."""
+        return reindex_task(dataset_id).to_dict()
+
+    @app.get(f"{API}/tasks/{{task_id}}")
+    def get_task(task_id: str, user: sa.Row = Depends(role("owner"))) -> dict[str, Any]:
+        task = tasks.get(task_id)
+        if task is None:
+            raise NotFoundError(f"no task {task_id} (tasks live in the server's memory)")
+        return task.to_dict()
+
+    def reindex_task(dataset_id: uuid.UUID) -> Any:
+        with db.connect() as connection:
+            datasets.dataset_row(connection, dataset_id)  # NotFoundError: 404
+        running = tasks.running(str(dataset_id))
+        if running is not None:
+            return running
+
+        def work() -> dict[str, Any]:
+            from annota.search.reindex import reindex
+
+            summary = reindex(settings, [str(dataset_id)])
+            if summary.failed:
+                raise ReindexError(f"the dataset was not reindexed: {summary.failed[0].error}")
+            return summary.results[0].to_dict()
+
+        return tasks.start("reindex", str(dataset_id), work)
+
+    add_admin(app, settings, db, search_engine, tasks, reindex_task)
     return app
 
 

@@ -122,3 +122,11 @@ class BackfillRunIn(Body):
 class BackfillCancelIn(Body):
     name: Name | None = None
     dataset_id: uuid.UUID | None = None
+
+
+class BackfillActionIn(Body):
+    """The dashboard's backfill actions: one dataset, the first ``limit``, or all."""
+
+    name: str = Field(min_length=1, max_length=200)
+    dataset_id: uuid.UUID | None = None
+    limit: int | None = Field(default=None, ge=1, le=1_000_000)
