@@ -209,3 +209,36 @@ def test_a_search_pages_sorts_and_counts_and_finds_similar_records(api):
     assert (done.json()["total"], done.json()["completed"]) == (7, 7)  # each submitted
     assert done.json()["users"] == {api.owner_id: {"submitted": 7, "draft": 0,
                                                    "discarded": 0, "pending": 0}}
+
+
+def test_a_reindex_request_returns_a_task_that_ends_with_the_index_equal(api):
+    """``POST /datasets/{id}/reindex``: 202 and a task to poll; while it runs, asking again
+    gives the same task; it ends finished, the alias on a new index with every record."""
+    import time
+
+    from annota.search import maintenance
+
+    settings_ = Settings.from_env(api.env)
+    engine = connect(settings_.search)
+    alias = alias_name(settings_.search.index_prefix, api.dataset_id)
+    before = engine.alias_indices(alias)
+    first = api.call("POST", f"/datasets/{api.dataset_id}/reindex")
+    again = api.call("POST", f"/datasets/{api.dataset_id}/reindex")
+    assert first.status_code == again.status_code == 202, first.text
+    task = first.json()
+    assert task["kind"] == "reindex" and task["dataset_id"] == api.dataset_id
+    if again.json()["status"] in ("queued", "running"):
+        assert again.json()["id"] == task["id"]  # not a second build beside the first
+    deadline = time.monotonic() + 120
+    while task["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline, task
+        time.sleep(0.1)
+        task = api.call("GET", f"/tasks/{task['id']}").json()
+    assert task["status"] == "finished", task
+    assert task["result"]["swapped"] is True
+    assert engine.alias_indices(alias) != before
+    (state,) = [d for d in maintenance.status(settings_, engine, verify=True).datasets
+                if d.dataset_id == api.dataset_id]
+    assert not state.needs_reindex, state.reasons
+    assert api.call("GET", f"/tasks/{uuid.uuid4().hex}").status_code == 404
+    assert api.call("POST", f"/datasets/{uuid.uuid4()}/reindex").status_code == 404

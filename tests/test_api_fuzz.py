@@ -9,6 +9,9 @@ them; its pytest plugin is not used (it does not work with pytest 9 yet).
 
 from __future__ import annotations
 
+import time
+
+import httpx
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -43,7 +46,21 @@ def fuzz(api, root: str, operation) -> None:  # noqa: ANN001
         response = case.call(base_url=root, headers={"X-Annota-Api-Key": OWNER_KEY})
         what = (case.method, case.formatted_path, case.query, case.body)
         assert response.status_code < 500, (*what, response.status_code, response.text)
+        if response.status_code == 202 and case.formatted_path.endswith("/reindex"):
+            _finished(root, response.json()["id"])  # a client polls its task to the end
         if 400 <= response.status_code < 500:
             assert api.snapshot() == before, (*what, response.status_code)
 
     check()
+
+
+def _finished(root: str, task_id: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        task = httpx.get(f"{root}/api/v1/tasks/{task_id}",
+                         headers={"X-Annota-Api-Key": OWNER_KEY}).json()
+        if task["status"] in ("finished", "failed"):
+            assert task["status"] == "finished", task
+            return
+        assert time.monotonic() < deadline, task
+        time.sleep(0.1)

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from annota.config import Settings
 from annota.search import connect
 from annota.server.schema import migrate as migrations
+from annota.server.upgrade.preflight import IDLE_SECONDS
 from tests.conftest import Annota, _drop_indices, engine_env, make_env, service_missing
 from tests.search_tools import create_dataset
 from tests.test_upgrade import NO_SEARCH, read, seed_at
@@ -51,6 +52,7 @@ def test_a_postgresql_lock_held_by_another_session_stops_the_upgrade(tmp_path, p
     with holder.connect() as other:
         other.execute(sa.text("LOCK TABLE records IN ACCESS SHARE MODE"))  # and stay idle
         pid = other.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+        time.sleep(IDLE_SECONDS + 0.5)
         error = _failed(annota.run("server", "upgrade", "--yes", *NO_SEARCH), 22,
                         "database-locks")
         assert f"pid {pid}" in error and "AccessShareLock on records" in error

@@ -46,7 +46,7 @@ DDL = 5.0  # a revision that moves no rows: this many temporary tables made and 
 JOBS = {"backfill:record-status": 4.3, "backfill:agreement": 16.0,
         "async:records_dataset_id_id_index": 0.13,
         "async:responses_record_id_status_index": 0.05,
-        "reindex:sqlite": 8.5, "reindex:elasticsearch": 20.0, "reindex:opensearch": 20.0,
+        "reindex:sqlite": 8.5, "reindex:elasticsearch": 11.0, "reindex:opensearch": 11.0,
         "backup": 0.65}
 
 

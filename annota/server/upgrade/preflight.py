@@ -35,7 +35,10 @@ ERRORS = {"database": PreflightError, "search": PreflightSearchError,
           "redis": PreflightRedisError}
 MIN_POSTGRES = 13
 MIN_SQLITE = (3, 35)  # RETURNING, ALTER TABLE DROP COLUMN
-LOCK_SECONDS = 60  # a transaction open this long with a lock on annota's tables is named
+# a session idle this long inside a transaction that holds a lock on annota's tables is
+# named (a busy one is not: a revision waits for it under its lock timeout and retries,
+# and another replica's migration is one)
+IDLE_SECONDS = 2
 
 
 @dataclass(frozen=True)
@@ -189,16 +192,17 @@ def _database_locks(settings: Settings) -> list[Check]:
                 "WHERE l.granted AND l.pid <> pg_backend_pid() "
                 "AND n.nspname = current_schema() AND l.database = "
                 "(SELECT oid FROM pg_database WHERE datname = current_database()) "
-                "AND (a.state IS NULL OR a.state LIKE 'idle in transaction%' "
-                "OR now() - a.xact_start > make_interval(secs => :seconds)) "
-                "ORDER BY 5 DESC, 1, 4"), {"seconds": LOCK_SECONDS}).all()
+                "AND a.state LIKE 'idle in transaction%' "
+                "AND now() - a.state_change > make_interval(secs => :seconds) "
+                "ORDER BY 5 DESC, 1, 4"), {"seconds": IDLE_SECONDS}).all()
     finally:
         database.dispose()
     if not held:
-        return [Check("database-locks", "ok", "no other session holds a lock on annota's "
-                      "tables in a long or idle transaction")]
+        return [Check("database-locks", "ok", "no other session sits idle in a transaction "
+                      "holding a lock on annota's tables")]
     pids = sorted({row[0] for row in held})
-    shown = "; ".join(f"pid {pid} ({state}, {seconds:.0f}s) holds {mode} on {table}"
+    shown = "; ".join(f"pid {pid} ({state}, in a transaction for {seconds:.0f}s) holds "
+                      f"{mode} on {table}"
                       for pid, state, mode, table, seconds in held[:5])
     return [Check("database-locks", "failed", shown,
                   "a migration would wait for these, and every query behind it too: end "
