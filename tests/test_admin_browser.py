@@ -40,7 +40,7 @@ def server(tmp_path_factory):
     dataset of ``RECORDS`` records, indexed."""
     where = tmp_path_factory.mktemp("admin")
     env = {**make_env(where, f"sqlite:///{where / 'annota.db'}"),
-           "ANNOTA_BACKFILL_BATCH_SECONDS": "0.005"}
+           "ANNOTA_BACKFILL_BATCH_SECONDS": "0.05"}
     settings = migrated(env)
     annota = Annota(env)
     for name, role, key in (("olivia", "owner", OWNER_KEY),

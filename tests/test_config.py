@@ -107,6 +107,7 @@ MALFORMED: dict[str, st.SearchStrategy[str]] = {
                                     st.sampled_from(" /?#@!$%^&*()'\"<>"), WORD),
     "ANNOTA_SERVER_PORT": not_whole_in(1, 65535),
     "ANNOTA_NEW_USER_API_KEY": with_control_character(),
+    "ANNOTA_SECRET_KEY": with_control_character(),
 }
 # set, but to nothing: a secret that came through empty must never mean "the default"
 BLANK = st.text(st.sampled_from(" \t\n\r\x0b\x0c\u00a0\u2003"), max_size=6)

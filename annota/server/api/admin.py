@@ -1,5 +1,8 @@
 """``/admin``: the operator's dashboard, for owners.
 
+Its JSON actions and state are in the OpenAPI schema (tag ``admin``; they take the
+session cookie and the CSRF header, not an API key), so Schemathesis fuzzes them too.
+
 Plain server-rendered HTML (Jinja2, autoescaped) and one small script that polls
 ``/admin/state`` every second and redraws the tables, so the page moves while work runs
 without a reload. Nothing is fetched from elsewhere. Login is by an owner's API key, which
@@ -13,7 +16,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from fastapi import FastAPI, Form, Request
@@ -124,7 +127,7 @@ def add_admin(app: FastAPI, settings: Settings, db: sa.Engine, search_engine: An
         owner(request)
         return TEMPLATES.TemplateResponse(request, "live.html", {"state": state()})
 
-    @app.get("/admin/state", include_in_schema=False)
+    @app.get("/admin/state", tags=["admin"])
     def state_json(request: Request) -> dict[str, Any]:
         owner(request)
         return state()
@@ -135,7 +138,7 @@ def add_admin(app: FastAPI, settings: Settings, db: sa.Engine, search_engine: An
                         media_type="text/javascript",
                         headers={"Cache-Control": "no-cache"})
 
-    @app.post("/admin/async/{name}/run", status_code=202, include_in_schema=False)
+    @app.post("/admin/async/{name}/run", status_code=202, tags=["admin"])
     def run_async(name: str, request: Request) -> dict[str, Any]:
         owner(request, post=True)
         from annota.server.schema import async_migrations
@@ -146,11 +149,10 @@ def add_admin(app: FastAPI, settings: Settings, db: sa.Engine, search_engine: An
 
         return tasks.start("async-migration", name, work).to_dict()
 
-    @app.post("/admin/backfills/{action}", include_in_schema=False)
-    def backfills(action: str, body: BackfillActionIn, request: Request) -> dict[str, Any]:
+    @app.post("/admin/backfills/{action}", tags=["admin"])
+    def backfills(action: Literal["run", "retry", "cancel"], body: BackfillActionIn,
+                  request: Request) -> dict[str, Any]:
         owner(request, post=True)
-        if action not in ("run", "retry", "cancel"):
-            raise _Refused(404, f"no backfill action {action!r}")
         from annota.server.jobs import backfill_jobs as jobs
         from annota.server.jobs import runner
 
@@ -177,8 +179,7 @@ def add_admin(app: FastAPI, settings: Settings, db: sa.Engine, search_engine: An
             runner.start(settings, db, queued, BATCH_SIZE)
         return {"queued": len(queued)}
 
-    @app.post("/admin/datasets/{dataset_id}/reindex", status_code=202,
-              include_in_schema=False)
+    @app.post("/admin/datasets/{dataset_id}/reindex", status_code=202, tags=["admin"])
     def reindex(dataset_id: uuid.UUID, request: Request) -> dict[str, Any]:
         owner(request, post=True)
         return reindex_task(dataset_id).to_dict()

@@ -20,11 +20,13 @@ from annota.config import Settings
 from annota.errors import (
     AnnotaError,
     ConfigurationError,
+    DatabaseUnreachableError,
     PreflightError,
     PreflightRedisError,
     PreflightSearchError,
 )
 from annota.server import db
+from annota.server.db.connections import unreachable
 from annota.urls import mask_url
 
 CHECKS = {"database-version": "database", "database-disk": "database",
@@ -79,6 +81,8 @@ def preflight(settings: Settings, parts: tuple[str, ...], skip: frozenset[str] =
             return
         try:
             out.extend(run(settings, *args))
+        except DatabaseUnreachableError:
+            raise  # no check can be made: the error every command gives (exit 5)
         except AnnotaError as exc:
             out.append(Check(name, "failed", str(exc), _fix_of(name)))
 
@@ -173,7 +177,9 @@ def _database_locks(settings: Settings) -> list[Check]:
         try:
             connection.execute("BEGIN IMMEDIATE")
             connection.execute("ROLLBACK")
-        except sqlite3.OperationalError as exc:
+        except sqlite3.DatabaseError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise unreachable(url, exc) from None  # not a database, unreadable
             return [Check("database-locks", "failed", f"another process holds SQLite's write "
                           f"lock on {path} ({exc})", "stop or wait for that process (a "
                           "long write, a stuck job) before upgrading")]
