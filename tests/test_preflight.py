@@ -20,8 +20,8 @@ import sqlalchemy as sa
 
 from annota.config import Settings
 from annota.search import connect
+from annota.server.db.health import IDLE_SECONDS
 from annota.server.schema import migrate as migrations
-from annota.server.upgrade.preflight import IDLE_SECONDS
 from tests.conftest import Annota, _drop_indices, engine_env, make_env, service_missing
 from tests.search_tools import create_dataset
 from tests.test_upgrade import NO_SEARCH, read, seed_at

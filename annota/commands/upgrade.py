@@ -25,6 +25,7 @@ class _UpgradePrinter(_Printer):
         super().__init__(err)
         self.schema = _SchemaPrinter(err)
         self.last: dict[str, str] = {}
+        self.estimates: dict = {}  # the plan's, once it is printed
         from annota.commands.search import _Progress
 
         self.search = _Progress(live=live)
@@ -83,7 +84,7 @@ class _UpgradePrinter(_Printer):
         self.echo(f"== {part}")
 
     def part_finished(self, part: str, seconds: float, summary: str) -> None:
-        guess = getattr(self, "estimates", {}).get(part)
+        guess = self.estimates.get(part)
         against = f"; estimated {_duration(guess.seconds)}" if guess else ""
         self.echo(f"== {part}: {summary} ({seconds:.1f}s{against})")
 

@@ -25,6 +25,7 @@ from annota.errors import (
 )
 from annota.search.errors import describe_error, scrub
 from annota.search.query import Hit, SearchQuery, SearchResult
+from annota.server.db.health import Finding  # an engine's preflight checks answer in it
 from annota.urls import split_userinfo
 
 Versioned = tuple[int, int]  # a document's (sequence number, primary term)
@@ -34,16 +35,6 @@ Versioned = tuple[int, int]  # a document's (sequence number, primary term)
 class EngineInfo:
     kind: str  # elasticsearch | opensearch | sqlite
     version: str
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One of the engine's preflight checks (``upgrade``): what was found, and what to do
-    when it stops an upgrade (``fix`` None: it passed)."""
-
-    name: str
-    detail: str
-    fix: str | None = None
 
 
 def alias_name(prefix: str, dataset_id: object) -> str:

@@ -13,7 +13,6 @@ similarity (``vectors.py``). So a reindex, its lease,
 from __future__ import annotations
 
 import fnmatch
-import shutil
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,6 +37,7 @@ from annota.search.sqlite.store import (
     layout_of,
     table_prefix,
 )
+from annota.server.db.health import free_bytes
 
 PLAIN = {"kind": "plain"}
 PRUNE_EVERY = 1000  # writes to an index between two prunes of its deletions' log
@@ -109,10 +109,7 @@ class SqliteEngine(SearchEngine):
         may need the file's size again."""
         path = self.store.path
         size = path.stat().st_size if path.exists() else 0
-        where = path.parent
-        while not where.exists() and where != where.parent:
-            where = where.parent
-        free = shutil.disk_usage(where).free
+        free = free_bytes(path.parent)
         detail = f"{path}: {size >> 20} MiB, {free >> 20} MiB free"
         return [Finding("search-disk", detail, None if free >= size else
                         "free disk space: a reindex may need the file's size again")]
@@ -508,17 +505,17 @@ class SqliteEngine(SearchEngine):
         rows = table.at[rids]  # the columns are of the same snapshot: every rid is held
         keep = self._matching(cursor, index, table, query.filters)[rows]
         rows, score = rows[keep], score[keep]
-        need = query.offset + query.limit
+        total, need = len(rows), query.offset + query.limit
         if not relevance:
             page = table.order(rows, sorts, need)[query.offset:need] if query.limit else []
-            return [(int(table.rids[r]), None) for r in page], len(rows)
+            return [(int(table.rids[r]), None) for r in page], total
         key = -score if relevance[0].order == "desc" else score
         if 0 < need < len(rows):  # those that can make the page, ties with the last kept
             near = key <= np.partition(key, need - 1)[need - 1]
             rows, score, key = rows[near], score[near], key[near]
         order = np.lexsort((table.lo[rows], table.hi[rows], key))[query.offset:need]
         return ([(int(table.rids[rows[i]]), float(score[i])) for i in order]
-                if query.limit else []), int(keep.sum())
+                if query.limit else []), total
 
     def _find_in_sql(self, cursor: sqlite3.Cursor, index: _Index, query: SearchQuery
                      ) -> SearchResult:

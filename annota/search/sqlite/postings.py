@@ -70,8 +70,12 @@ class Postings:
     """One index's postings, as of sequence ``seq``."""
 
     def __init__(self, columns: int) -> None:
-        self.seq = -1
         self.columns = columns
+        self._reset()
+
+    def _reset(self) -> None:
+        """Nothing held: the next catch-up reads the index whole."""
+        self.seq = -1
         self.ids: dict[str, int] = {}  # term -> its number
         self.current = np.zeros(0, dtype=np.int32)  # per rid: its generation
         self.alive = np.zeros(0, dtype=bool)  # per rid: the document exists
@@ -92,8 +96,9 @@ class Postings:
         written = [r for (r,) in cursor.execute(f"SELECT rid FROM {t}_docs WHERE seq > ?",
                                                 [self.seq])]
         if self.seq < 0 or len(written) > REBUILD * max(int(self.alive.sum()), 1):
-            self.__init__(self.columns)  # type: ignore[misc]
-            held = [r for (r,) in cursor.execute(f"SELECT rid FROM {t}_docs")]
+            held = written if self.seq < 0 else [  # cold, every document was "written"
+                r for (r,) in cursor.execute(f"SELECT rid FROM {t}_docs")]
+            self._reset()
             self._grow(max(held, default=-1))
             self.alive[held] = True
             self._add(self._read(cursor, _vocab(cursor, "main", f"{t}_text")))

@@ -27,6 +27,7 @@ from annota.config import Settings
 from annota.server.api import admin_state
 from annota.server.api.schemas import BackfillActionIn
 from annota.server.api.sessions import COOKIE, MAX_AGE, Sessions, csrf_ok
+from annota.server.domain import models as m
 from annota.server.domain.users import user_by_api_key
 
 HERE = Path(__file__).parent
@@ -55,8 +56,6 @@ def add_admin(app: FastAPI, settings: Settings, db: sa.Engine, search_engine: An
         except ValueError:
             raise _Refused(401, "log in first") from None
         with db.connect() as connection:
-            from annota.server.domain import models as m
-
             user = connection.execute(sa.select(m.User.role, m.User.username).where(
                 m.User.id == user_id)).first()
         if user is None:
@@ -161,23 +160,24 @@ def add_admin(app: FastAPI, settings: Settings, db: sa.Engine, search_engine: An
         if action == "cancel":
             with db.begin() as connection:
                 return {"canceled": jobs.cancel(connection, body.name, dataset)}
-        if settings.redis_url:
-            runner.check_redis(settings.redis_url)
-        queued: list[Any] = []
-        with db.begin() as connection:
-            if action == "retry":  # the failed and canceled ones, each from its cursor
-                for job in jobs.jobs(connection, name=body.name, dataset_id=dataset):
-                    if job["status"] in (jobs.FAILED, jobs.CANCELED):
-                        queued += jobs.queue_jobs(
-                            connection, body.name, dataset_id=str(job["dataset_id"]),
-                            stale_seconds=settings.backfill_stale_seconds).queued
-            else:
-                queued = jobs.queue_jobs(connection, body.name, limit=body.limit,
-                                         dataset_id=dataset,
-                                         stale_seconds=settings.backfill_stale_seconds).queued
-        if queued:
-            runner.start(settings, db, queued, BATCH_SIZE)
-        return {"queued": len(queued)}
+        stale = settings.backfill_stale_seconds
+
+        def retry(connection: sa.Connection) -> Any:  # the failed and canceled, each resumed
+            out = jobs.QueueResult()
+            for job in jobs.jobs(connection, name=body.name, dataset_id=dataset):
+                if job["status"] in (jobs.FAILED, jobs.CANCELED):
+                    out.queued += jobs.queue_jobs(connection, body.name,
+                                                  dataset_id=str(job["dataset_id"]),
+                                                  stale_seconds=stale).queued
+            return out
+
+        def run(connection: sa.Connection) -> Any:
+            return jobs.queue_jobs(connection, body.name, limit=body.limit,
+                                   dataset_id=dataset, stale_seconds=stale)
+
+        queued = runner.dispatch(settings, db, retry if action == "retry" else run,
+                                 BATCH_SIZE)
+        return {"queued": len(queued.queued)}
 
     @app.post("/admin/datasets/{dataset_id}/reindex", status_code=202, tags=["admin"])
     def reindex(dataset_id: uuid.UUID, request: Request) -> dict[str, Any]:

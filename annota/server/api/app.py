@@ -271,16 +271,10 @@ def create_app(settings: Settings) -> FastAPI:
         from annota.server.jobs import backfill_jobs as jobs
         from annota.server.jobs import runner
 
-        if settings.redis_url:  # before any job is marked QUEUED
-            runner.check_redis(settings.redis_url)
-        with db.begin() as connection:
-            queued = jobs.queue_jobs(connection, name, force=body.force, limit=body.limit,
-                                     dataset_id=str(body.dataset_id) if body.dataset_id
-                                     else None,
-                                     stale_seconds=settings.backfill_stale_seconds)
-        if queued.queued:
-            runner.start(settings, db, queued.queued, body.batch_size)
-        return queued.to_dict()
+        return runner.dispatch(settings, db, lambda connection: jobs.queue_jobs(
+            connection, name, force=body.force, limit=body.limit,
+            dataset_id=str(body.dataset_id) if body.dataset_id else None,
+            stale_seconds=settings.backfill_stale_seconds), body.batch_size).to_dict()
 
     @app.get(f"{API}/backfills")
     def list_backfills(status: str | None = None, name: str | None = None,

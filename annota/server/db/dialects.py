@@ -12,7 +12,8 @@ this module asks which database it is on; it asks the dialect what to do:
 - heavy SQL (async migrations): inside the revision's transaction on SQLite, in
   autocommit (CONCURRENTLY) on PostgreSQL;
 - JSON documents: JSON, or JSONB; JSON built in SQL (``json_sql.py``);
-- backfill writers: one that pauses between batches, or a thread pool.
+- backfill writers: one that pauses between batches, or a thread pool;
+- upgrade's preflight: the version, disk and locks to check (``health.py``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from annota.errors import ConfigurationError, ReindexError, UnsupportedOperationError
 from annota.server.db.connections import report_connect_errors, unreachable
+from annota.server.db.health import PostgreSQLHealth, SQLiteHealth
 from annota.server.db.json_sql import PostgreSQLJSON, SQLiteJSON
 from annota.server.db.locks import (
     Blockers,
@@ -55,6 +57,7 @@ class Dialect(ABC):
     render_as_batch = False  # Alembic batch mode: rebuild tables to alter constraints
     batch_pause = 0.0  # seconds a backfill yields between batches to waiting writers
     json: SQLiteJSON | PostgreSQLJSON  # JSON built in SQL
+    health: SQLiteHealth | PostgreSQLHealth  # what upgrade's preflight checks
 
     @abstractmethod
     def open_database(self, url: DatabaseURL, *, foreign_keys: bool = True) -> Engine: ...
@@ -162,6 +165,7 @@ class SQLiteDialect(Dialect):
     name = "sqlite"
     render_as_batch = True
     json = SQLiteJSON()
+    health = SQLiteHealth()
     # one writer and no fair queue: pause so a waiting writer (a cancel, the app) gets the
     # lock within its busy handler's 100 ms retries
     batch_pause = 0.15
@@ -323,6 +327,7 @@ class PostgreSQLDialect(Dialect):
     name = "postgresql"
     refuses_nul_in_json = True
     json = PostgreSQLJSON()
+    health = PostgreSQLHealth()
 
     def open_database(self, url: DatabaseURL, *, foreign_keys: bool = True) -> Engine:
         import sqlalchemy as sa

@@ -115,6 +115,19 @@ def _wait(db, job_ids, on_progress, poll: float) -> dict[str, str]:  # noqa: ANN
         time.sleep(poll)
 
 
+def dispatch(settings: Settings, db, queue: Callable[[Any], QueueResult],  # noqa: ANN001
+             batch_size: int) -> QueueResult:
+    """Queue jobs (``queue(connection)``, in one transaction) and hand them out as
+    ``start`` does; Redis, when configured, is checked before any job is marked QUEUED."""
+    if settings.redis_url:
+        check_redis(settings.redis_url)
+    with db.begin() as connection:
+        queued = queue(connection)
+    if queued.queued:
+        start(settings, db, queued.queued, batch_size)
+    return queued
+
+
 def check_redis(url: str) -> None:
     """``RedisUnreachableError`` (one line, the password masked) unless Redis answers."""
     from redis import Redis

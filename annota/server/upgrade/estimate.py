@@ -79,8 +79,10 @@ class Rates:
             return {}
         return data if isinstance(data, dict) else {}
 
-    def per_row(self, key: str) -> float | None:
-        entry = self.read().get(f"{self.backend}:{key}")
+    def per_row(self, key: str, known: dict[str, Any] | None = None) -> float | None:
+        """The recorded seconds per row of ``key``, from ``known`` (what ``read()`` gave)
+        or the file as it is now."""
+        entry = (self.read() if known is None else known).get(f"{self.backend}:{key}")
         try:
             return float(entry["seconds"]) / max(float(entry["rows"]), 1.0)
         except (TypeError, KeyError, ValueError):
@@ -113,60 +115,59 @@ class Sample:
     ddl: float  # seconds to create and drop a temporary table
 
     @classmethod
-    def take(cls, settings: Settings) -> Sample:
-        database = db.read_only(db.open_database(settings.database_url))
-        try:
-            with db.connect(database, settings.database_url) as connection:
-                return cls(_read_row(connection), _ddl(connection))
-        finally:
-            database.dispose()
+    def take(cls, connection: sa.Connection | None) -> Sample:
+        """Sampled on ``connection``; a database with no record to read (or none at all:
+        None) gets these defaults."""
+        if connection is None:
+            return cls(20e-6, 0.005)
+
+        def read() -> float:
+            rows = connection.execute(sa.text(
+                f"SELECT * FROM records ORDER BY id LIMIT {PROBE_ROWS}")).all()
+            return 1.0 / len(rows)  # scaled by the caller: seconds per row
+
+        def ddl() -> float:
+            connection.execute(sa.text("CREATE TEMPORARY TABLE annota_probe (x INTEGER)"))
+            connection.execute(sa.text("DROP TABLE annota_probe"))
+            return 1.0
+
+        sample = cls(_least(read), _least(ddl))
+        connection.rollback()
+        return sample
 
 
-def _read_row(connection: sa.Connection) -> float:
-    if not sa.inspect(connection).has_table("records"):
-        return 20e-6
+def _least(run: Any, times: int = 3) -> float:
+    """The least of ``times`` timings of ``run()`` (times the factor it returns): the
+    sample is short, so noise is not."""
     best = None
-    for _ in range(3):  # the least of three: the sample is short, so noise is not
+    for _ in range(times):
         started = time.perf_counter()
-        rows = connection.execute(sa.text(
-            f"SELECT * FROM records ORDER BY id LIMIT {PROBE_ROWS}")).all()
-        seconds = (time.perf_counter() - started) / max(len(rows), 1)
+        factor = run()
+        seconds = (time.perf_counter() - started) * factor
         best = seconds if best is None else min(best, seconds)
-        if not rows:
-            return 20e-6
-    return best or 20e-6
-
-
-def _ddl(connection: sa.Connection) -> float:
-    best = None
-    for _ in range(3):
-        started = time.perf_counter()
-        connection.execute(sa.text("CREATE TEMPORARY TABLE annota_probe (x INTEGER)"))
-        connection.execute(sa.text("DROP TABLE annota_probe"))
-        seconds = time.perf_counter() - started
-        best = seconds if best is None else min(best, seconds)
-    connection.rollback()
-    return best or 0.005
+    return best or 0.0
 
 
 class Estimator:
-    """Estimates of pieces of work on one deployment."""
+    """Estimates of pieces of work on one deployment; the database sampled (on
+    ``connection``) only when a piece has no recorded rate."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, connection: sa.Connection | None = None) -> None:
         self.rates = Rates(settings)
+        self.recorded = self.rates.read()  # once per plan, not once per piece
         self.backend = settings.database_url.backend
+        self.connection = connection
         self._sample: Sample | None = None
-        self.settings = settings
 
     @property
     def sample(self) -> Sample:
         if self._sample is None:
-            self._sample = Sample.take(self.settings)
+            self._sample = Sample.take(self.connection)
         return self._sample
 
     def piece(self, key: str, rows: int) -> tuple[float, str]:
         """(seconds, basis) of the piece ``key`` over ``rows`` rows."""
-        recorded = self.rates.per_row(key)
+        recorded = self.rates.per_row(key, self.recorded)
         if recorded is not None:
             return recorded * rows, "recorded"
         if key.startswith("revision:"):
@@ -175,30 +176,39 @@ class Estimator:
         return JOBS.get(key, 1.0) * rows * self.sample.read_row, "sampled"
 
 
-def table_rows(settings: Settings) -> dict[str, int]:
+def revision_key(step: Any) -> str:
+    """The piece of a schema step: its revision, and the direction when down."""
+    return f"revision:{step.revision.revision}" + (
+        "" if step.direction == "upgrade" else ":down")
+
+
+def table_rows(connection: sa.Connection) -> dict[str, int]:
     """Rows of the tables the estimates are sized by (those that exist)."""
-    path = settings.database_url.sqlite_path
-    if path is not None and not path.exists():
-        return {}
-    database = db.read_only(db.open_database(settings.database_url))
-    try:
-        with db.connect(database, settings.database_url) as connection:
-            inspector = sa.inspect(connection)
-            return {name: connection.execute(sa.text(f"SELECT count(*) FROM {name}"))
-                    .scalar_one() for name in ("records", "responses")
-                    if inspector.has_table(name)}
-    finally:
-        database.dispose()
+    inspector = sa.inspect(connection)
+    return {name: connection.execute(sa.text(f"SELECT count(*) FROM {name}")).scalar_one()
+            for name in ("records", "responses") if inspector.has_table(name)}
 
 
 def estimate_plan(settings: Settings, plan: Any, backing_up: bool) -> dict[str, Estimate]:
     """Each part's estimate (and the backup's), and the rows each piece is sized by
     (``plan.sizes``, which the run records its rates against)."""
-    rows = table_rows(settings)
+    if plan.schema.current is None:  # an empty (or new) database: nothing to count
+        return _estimates(settings, plan, backing_up, {}, None)
+    url = settings.database_url
+    database = db.read_only(db.open_database(url))
+    try:
+        with db.connect(database, url) as connection:
+            rows = table_rows(connection)
+            return _estimates(settings, plan, backing_up, rows,
+                              connection if rows.get("records") else None)
+    finally:
+        database.dispose()
+
+
+def _estimates(settings: Settings, plan: Any, backing_up: bool, rows: dict[str, int],
+               connection: sa.Connection | None) -> dict[str, Estimate]:
     total = sum(rows.values())
-    estimator = Estimator(settings)
-    if not rows.get("records"):  # nothing to sample: an empty or new database
-        estimator._sample = Sample(20e-6, 0.005)
+    estimator = Estimator(settings, connection)
     out: dict[str, Estimate] = {}
 
     def add(part: str, key: str, size: int) -> None:
@@ -213,8 +223,7 @@ def estimate_plan(settings: Settings, plan: Any, backing_up: bool) -> dict[str, 
     if backing_up:
         add("backup", "backup", total)
     for step in plan.schema.steps:
-        add("schema", f"revision:{step.revision.revision}"
-            + ("" if step.direction == "upgrade" else ":down"), total)
+        add("schema", revision_key(step), total)
         for name in step.revision.async_migrations:  # run with it, timed with it
             gated_jobs.add(f"async:{name}")
     for gate in plan.gates:

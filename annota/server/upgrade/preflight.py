@@ -3,13 +3,13 @@
 Each check has a name (``--skip-preflight NAME`` leaves it out), a status (ok, failed,
 warning, skipped, not checked) and, when it fails, what to do. A failed check stops the
 upgrade with the exit code of its kind: the database (22), the search engine (23), Redis
-(24). Nothing here writes: SQLite's write lock is tried and given back at once.
+(24). Nothing here writes: SQLite's write lock is tried and given back at once. What differs
+between the databases is their dialects' (``db/health.py``); the engines' is theirs
+(``SearchEngine.findings``).
 """
 
 from __future__ import annotations
 
-import shutil
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,9 +24,11 @@ from annota.errors import (
     PreflightError,
     PreflightRedisError,
     PreflightSearchError,
+    RedisUnreachableError,
 )
 from annota.server import db
-from annota.server.db.connections import unreachable
+from annota.server.db.health import Finding
+from annota.server.jobs.runner import check_redis
 from annota.urls import mask_url
 
 CHECKS = {"database-version": "database", "database-disk": "database",
@@ -35,12 +37,6 @@ CHECKS = {"database-version": "database", "database-disk": "database",
           "redis": "redis", "workers": "redis"}
 ERRORS = {"database": PreflightError, "search": PreflightSearchError,
           "redis": PreflightRedisError}
-MIN_POSTGRES = 13
-MIN_SQLITE = (3, 35)  # RETURNING, ALTER TABLE DROP COLUMN
-# a session idle this long inside a transaction that holds a lock on annota's tables is
-# named (a busy one is not: a revision waits for it under its lock timeout and retries,
-# and another replica's migration is one)
-IDLE_SECONDS = 2
 
 
 @dataclass(frozen=True)
@@ -73,27 +69,42 @@ def skip_names(names: tuple[str, ...]) -> frozenset[str]:
 def preflight(settings: Settings, parts: tuple[str, ...], skip: frozenset[str] = frozenset(),
               backup_dir: Path | None = None) -> list[Check]:
     """Every check this upgrade needs, in order; changes nothing."""
+    url = settings.database_url
+    health = db.dialect_for(url).health
     out: list[Check] = []
 
-    def add(name: str, run: Any, *args: Any) -> None:
+    def add(name: str, run: Any) -> None:
         if name in skip:
             out.append(Check(name, "skipped", "skipped (--skip-preflight)"))
             return
         try:
-            out.extend(run(settings, *args))
+            found = run()
         except DatabaseUnreachableError:
             raise  # no check can be made: the error every command gives (exit 5)
         except AnnotaError as exc:
             out.append(Check(name, "failed", str(exc), _fix_of(name)))
+            return
+        out.extend([_check(found)] if isinstance(found, Finding) else found)
 
-    add("database-version", _database_version)
-    add("database-disk", _database_disk, backup_dir)
-    add("database-locks", _database_locks)
-    if "search" in parts:
-        _search(settings, skip, out)
+    database = db.open_database(url)  # opened once, for every check that reads it
+    try:
+        add("database-version", lambda: health.version(database, url))
+        add("database-disk", lambda: health.disk(url, backup_dir))
+        add("database-locks", lambda: health.locks(database, url))
+        if "search" in parts:
+            _search(settings, database, skip, out)
+    finally:
+        database.dispose()
     if settings.redis_url:
-        add("redis", _redis, skip)
+        add("redis", lambda: _redis(settings.redis_url or "", skip))
     return out
+
+
+def _check(finding: Finding) -> Check:
+    """A finding (the database's or the engine's) as a check: failed when it says what
+    to do."""
+    return Check(finding.name, "failed" if finding.fix else "ok", finding.detail,
+                 finding.fix)
 
 
 def raise_failed(checks: list[Check]) -> None:
@@ -119,113 +130,16 @@ def _fix_of(name: str) -> str:
             "redis": "start Redis, or unset ANNOTA_REDIS_URL"}.get(name, "")
 
 
-# -- the database ---------------------------------------------------------------------
-def _database_version(settings: Settings) -> list[Check]:
-    url = settings.database_url
-    if url.backend == "sqlite":
-        version = sqlite3.sqlite_version_info
-        ok = version >= MIN_SQLITE
-        return [Check("database-version", "ok" if ok else "failed",
-                      f"SQLite {sqlite3.sqlite_version}",
-                      None if ok else f"annota needs SQLite {'.'.join(map(str, MIN_SQLITE))} "
-                      "or later: use a Python built with a newer SQLite")]
-    database = db.open_database(url)
-    try:
-        with db.connect(database, url) as connection:
-            number = int(connection.exec_driver_sql("SHOW server_version_num").scalar_one())
-            shown = connection.exec_driver_sql("SHOW server_version").scalar_one()
-    finally:
-        database.dispose()
-    ok = number >= MIN_POSTGRES * 10000
-    return [Check("database-version", "ok" if ok else "failed", f"PostgreSQL {shown}",
-                  None if ok else f"annota needs PostgreSQL {MIN_POSTGRES} or later")]
-
-
-def _database_disk(settings: Settings, backup_dir: Path | None) -> list[Check]:
-    """SQLite's batch migrations copy a table whole, and the backup writes an archive:
-    each may need up to the database's size free (PostgreSQL's disk is the server's)."""
-    path = settings.database_url.sqlite_path
-    if path is None:
-        return [Check("database-disk", "ok", "PostgreSQL: its server's disk, not checked here")]
-    if not path.exists():
-        return [Check("database-disk", "ok", f"{path} does not exist yet")]
-    size = path.stat().st_size + _size(path.with_name(path.name + "-wal"))
-    needs: dict[Path, int] = {_mount(path.parent): size}
-    if backup_dir is not None:
-        where = _existing(backup_dir)
-        needs[_mount(where)] = needs.get(_mount(where), 0) + size
-    short = []
-    for where, need in needs.items():
-        free = shutil.disk_usage(where).free
-        if free < need:
-            short.append(f"{where} has {_mib(free)} free, needs {_mib(need)}")
-    if short:
-        return [Check("database-disk", "failed", "; ".join(short),
-                      "free disk space (the batch copies of SQLite's tables and the backup "
-                      "each need up to the database's size), or --backup-to another disk")]
-    return [Check("database-disk", "ok", f"database {_mib(size)}; enough free for its batch "
-                  "copies" + (" and the backup" if backup_dir is not None else ""))]
-
-
-def _database_locks(settings: Settings) -> list[Check]:
-    url = settings.database_url
-    if url.backend == "sqlite":
-        path = url.sqlite_path
-        if path is None or not path.exists():
-            return [Check("database-locks", "ok", "no database file yet")]
-        connection = sqlite3.connect(path, timeout=2.0, isolation_level=None)
-        try:
-            connection.execute("BEGIN IMMEDIATE")
-            connection.execute("ROLLBACK")
-        except sqlite3.DatabaseError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc):
-                raise unreachable(url, exc) from None  # not a database, unreadable
-            return [Check("database-locks", "failed", f"another process holds SQLite's write "
-                          f"lock on {path} ({exc})", "stop or wait for that process (a "
-                          "long write, a stuck job) before upgrading")]
-        finally:
-            connection.close()
-        return [Check("database-locks", "ok", "SQLite's write lock is free")]
-    database = db.open_database(url)
-    try:
-        with db.connect(database, url) as connection:
-            held = connection.execute(sa.text(
-                "SELECT l.pid, coalesce(a.state, 'unknown'), l.mode, c.relname, "
-                "coalesce(extract(epoch FROM now() - a.xact_start), 0) "
-                "FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
-                "JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "LEFT JOIN pg_stat_activity a ON a.pid = l.pid "
-                "WHERE l.granted AND l.pid <> pg_backend_pid() "
-                "AND n.nspname = current_schema() AND l.database = "
-                "(SELECT oid FROM pg_database WHERE datname = current_database()) "
-                "AND a.state LIKE 'idle in transaction%' "
-                "AND now() - a.state_change > make_interval(secs => :seconds) "
-                "ORDER BY 5 DESC, 1, 4"), {"seconds": IDLE_SECONDS}).all()
-    finally:
-        database.dispose()
-    if not held:
-        return [Check("database-locks", "ok", "no other session sits idle in a transaction "
-                      "holding a lock on annota's tables")]
-    pids = sorted({row[0] for row in held})
-    shown = "; ".join(f"pid {pid} ({state}, in a transaction for {seconds:.0f}s) holds "
-                      f"{mode} on {table}"
-                      for pid, state, mode, table, seconds in held[:5])
-    return [Check("database-locks", "failed", shown,
-                  "a migration would wait for these, and every query behind it too: end "
-                  "them (SELECT pg_terminate_backend(pid) for pid " + ", ".join(map(str, pids))
-                  + ") or wait for them to finish")]
-
-
 # -- the search engine ------------------------------------------------------------------
-def _search(settings: Settings, skip: frozenset[str], out: list[Check]) -> None:
+def _search(settings: Settings, database: Any, skip: frozenset[str],
+            out: list[Check]) -> None:
     from annota.search import connect
 
     names = [n for n, kind in CHECKS.items() if kind == "search"]
     if "search-engine" in skip:
-        out.extend(Check(n, "skipped", "skipped (--skip-preflight)") for n in names
-                   if n == "search-engine" or n in skip)
-        out.extend(Check(n, "not checked", "the engine check was skipped") for n in names
-                   if n not in skip)
+        out.extend(Check(n, "skipped", "skipped (--skip-preflight)") if n in skip
+                   else Check(n, "not checked", "the engine check was skipped")
+                   for n in names)
         return
     try:
         engine = connect(settings.search)
@@ -237,31 +151,23 @@ def _search(settings: Settings, skip: frozenset[str], out: list[Check]) -> None:
     out.append(Check("search-engine", "ok", f"{engine.label} {info.version} at "
                      f"{settings.search.masked_url}"))
     try:
-        if "search-vectors" in skip:
-            out.append(Check("search-vectors", "skipped", "skipped (--skip-preflight)"))
-        else:
-            out.append(_vectors(settings, engine))
-        for finding in engine.findings():
-            if finding.name in skip:
-                out.append(Check(finding.name, "skipped", "skipped (--skip-preflight)"))
-            else:
-                out.append(Check(finding.name, "failed" if finding.fix else "ok",
-                                 finding.detail, finding.fix))
+        vectors = None if "search-vectors" in skip else _vectors(settings, database, engine)
+        findings = engine.findings()
     except AnnotaError as exc:
         out.append(Check("search-health", "failed", str(exc),
                          "the engine answered, then refused a health request: check it"))
+        return
+    out.append(vectors or Check("search-vectors", "skipped", "skipped (--skip-preflight)"))
+    out.extend(Check(f.name, "skipped", "skipped (--skip-preflight)") if f.name in skip
+               else _check(f) for f in findings)
 
 
-def _vectors(settings: Settings, engine: Any) -> Check:
+def _vectors(settings: Settings, database: Any, engine: Any) -> Check:
     datasets = 0
-    database = db.open_database(settings.database_url)
-    try:
-        with db.connect(database, settings.database_url) as connection:
-            if sa.inspect(connection).has_table("vector_settings"):
-                datasets = connection.execute(sa.text(
-                    "SELECT count(DISTINCT dataset_id) FROM vector_settings")).scalar_one()
-    finally:
-        database.dispose()
+    with db.connect(database, settings.database_url) as connection:
+        if sa.inspect(connection).has_table("vector_settings"):
+            datasets = connection.execute(sa.text(
+                "SELECT count(DISTINCT dataset_id) FROM vector_settings")).scalar_one()
     if engine.vectors_supported():
         return Check("search-vectors", "ok", f"vector fields supported ({datasets} datasets "
                      "have vectors)")
@@ -274,46 +180,20 @@ def _vectors(settings: Settings, engine: Any) -> Check:
 
 
 # -- Redis and its workers --------------------------------------------------------------
-def _redis(settings: Settings, skip: frozenset[str]) -> list[Check]:
-    import redis
+def _redis(url: str, skip: frozenset[str]) -> list[Check]:
+    from redis import Redis
     from rq import Worker
 
-    shown = mask_url(settings.redis_url or "")
-    client = redis.Redis.from_url(settings.redis_url or "", socket_connect_timeout=3,
-                                  socket_timeout=3)
     try:
-        client.ping()
-    except redis.RedisError as exc:
-        return [Check("redis", "failed", f"Redis at {shown} does not answer "
-                      f"({type(exc).__name__})", _fix_of("redis")),
+        check_redis(url)
+    except RedisUnreachableError as exc:
+        return [Check("redis", "failed", str(exc), _fix_of("redis")),
                 Check("workers", "not checked", "Redis did not answer")]
-    out = [Check("redis", "ok", f"Redis at {shown} answers")]
+    out = [Check("redis", "ok", f"Redis at {mask_url(url)} answers")]
     if "workers" in skip:
         return [*out, Check("workers", "skipped", "skipped (--skip-preflight)")]
-    workers = Worker.all(connection=client)
+    workers = Worker.all(connection=Redis.from_url(url, socket_connect_timeout=5))
     if workers:
         return [*out, Check("workers", "ok", f"{len(workers)} RQ worker(s) listening")]
     return [*out, Check("workers", "warning", "no RQ worker listens: jobs the API queues "
                         "wait until one starts (upgrade runs its own jobs in this process)")]
-
-
-def _size(path: Path) -> int:
-    return path.stat().st_size if path.exists() else 0
-
-
-def _existing(path: Path) -> Path:
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
-
-
-def _mount(path: Path) -> Path:
-    """The mount point holding ``path`` (two directories of one disk count once)."""
-    path = path.resolve()
-    while not path.is_mount():
-        path = path.parent
-    return path
-
-
-def _mib(size: int) -> str:
-    return f"{size / (1 << 20):.1f} MiB"

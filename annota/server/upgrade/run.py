@@ -166,7 +166,7 @@ def _schema(settings: Settings, plan: UpgradePlan, result: UpgradeResult,
             for name in gate.revision.requires_async_migrations:
                 if name in names:
                     _timed(settings, plan, f"async:{name}", _run_async, settings, result,
-                           names=[name])
+                           name)
             for name in gate.revision.requires_backfills:
                 if name in names:
                     _timed(settings, plan, f"backfill:{name}", _run_backfill, settings, name,
@@ -175,8 +175,7 @@ def _schema(settings: Settings, plan: UpgradePlan, result: UpgradeResult,
     rates = estimate.Rates(settings)
     for migration in result.schema:
         for step, seconds in migration.steps:
-            key = f"revision:{step.revision.revision}" + (
-                "" if step.direction == "upgrade" else ":down")
+            key = estimate.revision_key(step)
             if key in plan.sizes:
                 rates.record(key, plan.sizes[key], seconds)
     moved = sum(len(r.steps) for r in result.schema)
@@ -189,8 +188,7 @@ def _async(settings: Settings, plan: UpgradePlan, result: UpgradeResult,
            reporter: UpgradeReporter, **_: Any) -> str:
     rows: list[dict[str, Any]] = []
     for name in _unfinished(settings):
-        rows += _timed(settings, plan, f"async:{name}", _run_async, settings, result,
-                       names=[name])
+        rows += _timed(settings, plan, f"async:{name}", _run_async, settings, result, name)
     return f"{len(rows)} async migration{'s' * (len(rows) != 1)} run" if rows else "none left"
 
 
@@ -216,20 +214,15 @@ def _timed(settings: Settings, plan: UpgradePlan, key: str, run: Any, *args: Any
     return out
 
 
-def _run_async(settings: Settings, result: UpgradeResult,
-               names: list[str] | None = None) -> list[dict[str, Any]]:
-    """Run the named (default: every unfinished) async migrations; the first failure
-    raises ``AsyncMigrationError``."""
+def _run_async(settings: Settings, result: UpgradeResult, name: str) -> list[dict[str, Any]]:
+    """Run async migration ``name`` unless it is finished (by now: another replica may
+    have run it since its caller looked); a failure raises ``AsyncMigrationError``."""
+    if name not in _unfinished(settings):
+        return []
     url = settings.database_url
     database = db.open_database(url)
     try:
-        with database.connect() as connection:
-            left = [r["name"] for r in async_migrations.listing(connection)
-                    if r["status"] != async_migrations.FINISHED
-                    and (names is None or r["name"] in names)]
-        rows: list[dict[str, Any]] = []
-        for name in left:
-            rows += async_migrations.run(database, url, name)
+        rows = async_migrations.run(database, url, name)
     finally:
         database.dispose()
     result.async_migrations += rows
