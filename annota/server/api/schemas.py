@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -21,25 +22,33 @@ from pydantic import (
     model_validator,
 )
 
+from annota.errors import InvalidInputError
 from annota.search.query import Filter, MetadataFilter, SearchQuery
 
 
-def storable(value: Any) -> Any:
-    """Refuse what no database stores: NUL in text, NaN and infinities (JSON allows them
-    only as Python's extension, but the request parser accepts it)."""
+def unstorable(value: Any, path: tuple = ()) -> Iterator[tuple[tuple, str]]:
+    """Each (location, problem) in ``value`` that no database stores: NUL in text, NaN and
+    infinities (JSON allows them only as Python's extension, but the request parser
+    accepts it)."""
     if isinstance(value, str):
         if "\x00" in value:
-            raise ValueError("text may not contain a NUL character")
+            yield path, "text may not contain a NUL character"
     elif isinstance(value, float):
         if not math.isfinite(value):
-            raise ValueError("numbers must be finite")
+            yield path, "numbers must be finite"
     elif isinstance(value, dict):
         for key, item in value.items():
-            storable(key)
-            storable(item)
-    elif isinstance(value, list):
+            yield from unstorable(key, path)
+            yield from unstorable(item, (*path, key))
+    elif isinstance(value, list):  # located at the list, as the dataset's checks locate
         for item in value:
-            storable(item)
+            yield from unstorable(item, path)
+
+
+def storable(value: Any) -> Any:
+    """``value``, unless it holds something no database stores (``unstorable``)."""
+    for _, problem in unstorable(value):
+        raise ValueError(problem)
     return value
 
 
@@ -70,7 +79,19 @@ class DatasetIn(Body):
 
 
 class RecordsIn(Body):
-    records: list[Document] = Field(min_length=1, max_length=10_000)
+    records: list[dict[str, Any]] = Field(min_length=1, max_length=10_000)
+
+    @model_validator(mode="after")
+    def storable_records(self) -> RecordsIn:
+        """What no database stores, each at its location in the record (not the record's
+        alone: a client fixes the value the answer names)."""
+        problems = [{"loc": ["records", i, *path], "msg": problem}
+                    for i, record in enumerate(self.records)
+                    for path, problem in unstorable(record)]
+        if problems:
+            raise InvalidInputError(f"{len(problems)} value(s) no database can store",
+                                    problems)
+        return self
 
 
 class SearchIn(SearchQuery):
