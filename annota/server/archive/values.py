@@ -311,8 +311,9 @@ class Digest:
     def __init__(self, rows: int = 0, total: int = 0) -> None:
         self.rows, self.total = rows, total
 
-    def add(self, value: int) -> None:
-        self.rows += 1
+    def add(self, value: int, rows: int = 1) -> None:
+        """One row's value (or the sum of ``rows`` rows' values)."""
+        self.rows += rows
         self.total = (self.total + value) % _MOD
 
     @property
