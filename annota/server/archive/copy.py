@@ -27,7 +27,8 @@ from annota.server import db
 from annota.server.archive import rowdigest
 from annota.server.archive.compare import Comparison, compare
 from annota.server.archive.export import NoProgress
-from annota.server.archive.rebuild import indexes_built_after
+from annota.server.archive.pipeline import sqlite_to_postgresql
+from annota.server.archive.rebuild import bulk_load
 from annota.server.archive.snapshot import Figures, revision_of, snapshot
 from annota.server.archive.tables import (
     Scope,
@@ -134,11 +135,16 @@ def _write_and_check(source: sa.Connection, specs: list, counts: dict[str, int],
         with db.connect(db.writable(database), to) as target:
             have = {s.name: s for s in reflect(target)}
             jsonb = rowdigest.jsonb_columns(target) | rowdigest.jsonb_columns(source)
-            with indexes_built_after(target, counts):
-                ours = _write(source, specs, have, target, jsonb, progress)
+            with bulk_load(target, counts) as rebuild:
+                if source.dialect.name == "sqlite" and target.dialect.name == "postgresql":
+                    ours, theirs = sqlite_to_postgresql(source, specs, target, have, jsonb,
+                                                        rebuild, progress)
+                else:
+                    ours, theirs = _write(source, specs, have, target, jsonb, progress), None
             progress.finished()
-            comparison = compare(ours, rowdigest.figures(target, list(have.values()), jsonb),
-                                 "source", "target")
+            if theirs is None:
+                theirs = rowdigest.figures(target, list(have.values()), jsonb)
+            comparison = compare(ours, theirs, "source", "target")
             # the source's finished backfills hold on the copy too: its derived data is the
             # source's, current (without this, the next export would not vouch for it)
             mark_completed(target, sorted(completed_everywhere(source)))
@@ -155,9 +161,7 @@ def _write_and_check(source: sa.Connection, specs: list, counts: dict[str, int],
 
 def _write(source: sa.Connection, specs: list, have: dict, target: sa.Connection,
            jsonb: frozenset, progress) -> Figures:  # noqa: ANN001
-    """Every source row into the target; the source's figures."""
-    if source.dialect.name == "sqlite" and target.dialect.name == "postgresql":
-        return _sqlite_to_postgresql(source, specs, target, jsonb, progress)
+    """Every source row into the target, value by value; the source's figures."""
     for spec in specs:
         order = [spec.index(c) for c in have[spec.name].columns]
 
@@ -169,22 +173,3 @@ def _write(source: sa.Connection, specs: list, have: dict, target: sa.Connection
 
         write_rows(target, have[spec.name], rows())
     return rowdigest.figures(source, specs, jsonb)
-
-
-def _sqlite_to_postgresql(source: sa.Connection, specs: list, target: sa.Connection,
-                          jsonb: frozenset, progress) -> Figures:  # noqa: ANN001
-    """The common move, at ``COPY``'s speed: each value read as SQLite stores it, written
-    as ``COPY`` text and hashed on the way (the source's figures), in one pass."""
-    tally = rowdigest.Tally()
-    raw = target.connection.dbapi_connection
-    for spec in specs:
-        batch, owners = rowdigest.row_batches(spec, jsonb), tally.table(spec.name)
-        names = ", ".join(f'"{c}"' for c in spec.columns)
-        with raw.cursor() as cursor, cursor.copy(
-                f'COPY "{spec.name}" ({names}) FROM STDIN') as copy:
-            for rows in rowdigest.sqlite_rows(source, spec):
-                text, digests = batch(rows)
-                copy.write(text)
-                rowdigest.count_batch(owners, rows, digests)
-                progress.advanced(len(rows))
-    return tally.figures()

@@ -1,14 +1,16 @@
 """The digest ``copy`` checks its two sides by, computed by PostgreSQL itself where a side
 is PostgreSQL, and in Python from SQLite's stored values where it is SQLite.
 
-A row's text is the JSON array PostgreSQL's ``json_build_array`` prints for its columns in
-name order: a UUID as its 32 hex digits, a timestamp as ``YYYY-MM-DDTHH:MM:SS[.f]``, a
-double as the hex of its 8 bytes, a document as ``jsonb`` prints it (or, in a ``json``
-column, as a string of its text), other values as themselves, NULL as ``null``. The row's
-value is the first 16 bytes of the SHA-256 of that text, read as two signed 64-bit
-integers; a table's (and a dataset's) digest is the count of its rows and the exact sums
-of those integers. So a PostgreSQL side is summed by one query per table on the server,
-and nothing is fetched but the sums.
+A row's text is its columns in name order, each as PostgreSQL prints it, joined by the
+unit separator (``\\x1f``, which no printed value but text holds): a UUID as its 32 hex
+digits, a timestamp as ``YYYY-MM-DD HH:MM:SS[.ffffff]`` (no trailing zeros), a double as
+the hex of its 8 bytes, a document as ``jsonb`` prints it, text (and a ``json`` column's
+text) after its length in bytes and a colon, other values as themselves, NULL as ``N``.
+The row's value is the first 8 bytes of the SHA-256 of that text as a signed integer; a
+table's digest is the count of its rows and the exact sum of their values (per table, not
+per dataset: finding a child row's dataset costs a lookup in its parent a row). So a
+PostgreSQL side is summed by one query per table on the server (in parallel workers), and
+nothing is fetched but the sums.
 
 The SQLite side reads each value as stored (no type conversion) and gives both its text
 here and the text ``COPY`` writes it with, so the value written is the value hashed.
@@ -25,7 +27,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
-from annota.server.archive.pgtext import jsonb_text, quote
+from annota.server.archive.pgtext import jsonb_text
 from annota.server.archive.snapshot import Figures
 from annota.server.archive.tables import TableSpec
 from annota.server.archive.values import Digest, json_text, uuid_text
@@ -56,20 +58,36 @@ def _uuid(value: Any) -> tuple[str, str]:
         hexed = value.lower()
     else:
         hexed = uuid_text(value).replace("-", "")
-    return hexed, f'"{hexed}"'
+    return hexed, hexed
 
 
 def _timestamp(value: Any) -> tuple[str, str]:
     if not (type(value) is str and len(value) == 26 and value[10] == " "):
         value = _normal_time(value)
-    # as json_build_array prints a timestamp: a T, the fraction without trailing zeros
-    seconds = value[11:19] if value.endswith("000000") else value[11:].rstrip("0")
-    return value, f'"{value[:10]}T{seconds}"'
+    # as PostgreSQL prints a timestamp: the fraction without its trailing zeros
+    return value, value[:19] if value.endswith("000000") else value.rstrip("0")
+
+
+def _text(value: Any) -> tuple[str, str]:
+    """Text (or a ``json`` column's text), after its length in bytes: the value holds the
+    separator only here, and a value of any length is read back from the row's text."""
+    text = value if type(value) is str else str(value)
+    size = len(text) if text.isascii() else len(text.encode())
+    return copy_text(text), f"{size}:{text}"
+
+
+def _json(value: Any) -> tuple[str, str]:
+    return _text(json_text(value))
+
+
+def _jsonb(value: Any) -> tuple[str, str]:
+    text = json_text(value)
+    return copy_text(text), jsonb_text(text)
 
 def _float(value: Any) -> tuple[str, str]:
     number = float(value)
     text = repr(number)
-    return _NONFINITE.get(text, text), f'"{_DOUBLE.pack(number).hex()}"'
+    return _NONFINITE.get(text, text), _DOUBLE.pack(number).hex()
 
 
 def _int(value: Any) -> tuple[str, str]:
@@ -101,47 +119,44 @@ def _in_name_order(spec: TableSpec) -> list[int]:
 _INLINE = {
     "uuid": """
         elif type(v) is str and len(v) == 32:
-            w{i} = v.lower()
-            h{i} = f'"{{w{i}}}"'
-        else:
-            w{i}, h{i} = _uuid(v)""",
+            w{i} = h{i} = v.lower()""",
     "timestamp": """
         elif type(v) is str and len(v) == 26 and v[10] == " ":
             w{i} = v
-            h{i} = (f'"{{v[:10]}}T{{v[11:19]}}"' if v[20:] == "000000"
-                    else f'"{{v[:10]}}T{{v[11:].rstrip("0")}}"')
-        else:
-            w{i}, h{i} = _timestamp(v)""",
+            h{i} = v[:19] if v[20:] == "000000" else v.rstrip("0")""",
+    "jsonb": """
+        elif type(v) is str:
+            w{i} = copy_text(v) if ("\\\\" in v or "\\t" in v or "\\n" in v or "\\r" in v) else v
+            h{i} = jsonb_text(v)""",
     "text": """
-        else:
-            if type(v) is not str:
-                v = str(v)
+        elif type(v) is str:
             w{i} = copy_text(v) if ("\\\\" in v or "\\t" in v or "\\n" in v or "\\r" in v) else v
-            h{i} = quote(v)""",
-    "json": """
-        else:
-            if type(v) is not str:
-                v = json_text(v)
-            w{i} = copy_text(v) if ("\\\\" in v or "\\t" in v or "\\n" in v or "\\r" in v) else v
-            h{i} = {render}(v)""",
+            h{i} = f"{{len(v) if v.isascii() else len(v.encode())}}:{{v}}\"""",
 }
-_CALL = """
-        else:
-            w{i}, h{i} = {function}(v)"""
+_FUNCTIONS = {"_uuid": _uuid, "_timestamp": _timestamp, "_float": _float, "_int": _int,
+              "_bool": _bool, "_text": _text, "_json": _json, "_jsonb": _jsonb}
+
+
+def _kind(spec: TableSpec, i: int, jsonb: frozenset[tuple[str, str]]) -> str:
+    kind = spec.kinds[i]
+    if kind == "json":
+        return "jsonb" if (spec.name, spec.columns[i]) in jsonb else "json"
+    return kind
 
 
 def _batch_source(spec: TableSpec, jsonb: frozenset[tuple[str, str]]) -> str:
     lines = ["def batch(rows):", "    lines = []", "    digests = []", "    for r in rows:"]
-    for i, kind in enumerate(spec.kinds):
-        render = "jsonb_text" if (spec.name, spec.columns[i]) in jsonb else "quote"
+    for i in range(len(spec.columns)):
+        kind = _kind(spec, i, jsonb)
         lines += [f"        v = r[{i}]", "        if v is None:",
-                  f'            w{i} = "\\\\N"', f'            h{i} = "null"']
-        lines.append((_INLINE.get(kind) or _CALL).format(
-            i=i, render=render, function=f"_{kind}")[1:])
+                  f'            w{i} = "\\\\N"', f'            h{i} = "N"']
+        if kind in _INLINE:
+            lines.append(_INLINE[kind].format(i=i)[1:])
+        lines += ["        else:", f"            w{i}, h{i} = _{kind}(v)"]
     written = "\\t".join(f"{{w{i}}}" for i in range(len(spec.columns)))
-    hashed = ", ".join(f"{{h{i}}}" for i in _in_name_order(spec))
+    hashed = "\\x1f".join(f"{{h{i}}}" for i in _in_name_order(spec))
     lines += [f'        lines.append(f"{written}\\n")',
-              f'        digests.append(sha256(f"[{hashed}]".encode()).digest())',
+              f'        digests.append(sha256(f"{hashed}".encode()).digest())',
               '    return "".join(lines), digests']
     return "\n".join(lines)
 
@@ -149,78 +164,44 @@ def _batch_source(spec: TableSpec, jsonb: frozenset[tuple[str, str]]) -> str:
 def row_batches(spec: TableSpec, jsonb: frozenset[tuple[str, str]]
                 ) -> Callable[[list[tuple]], tuple[str, list[bytes]]]:
     """``batch(rows)``: SQLite rows to their ``COPY`` text and their SHA-256 digests."""
-    namespace = {"_uuid": _uuid, "_timestamp": _timestamp, "_float": _float, "_int": _int,
-                 "_bool": _bool, "copy_text": copy_text, "quote": quote,
-                 "jsonb_text": jsonb_text, "json_text": json_text, "sha256": hashlib.sha256}
+    namespace = {**_FUNCTIONS, "copy_text": copy_text, "jsonb_text": jsonb_text,
+                 "sha256": hashlib.sha256}
     exec(compile(_batch_source(spec, jsonb), f"<rows of {spec.name}>", "exec"), namespace)  # noqa: S102
     return namespace["batch"]
 
 
-def count_batch(owners: dict[Any, list[int]], rows: list[tuple], digests: list[bytes]
-                ) -> None:
-    """Add the rows' values (the first 16 bytes of each digest, two signed 64-bit halves)
-    to their datasets' sums (each dataset last in its row), summed exactly with numpy."""
-    halves = np.frombuffer(b"".join(digests), dtype=">i8").reshape(-1, 4)[:, :2]
-    high, low = halves >> 32, halves & 0xFFFFFFFF  # 32-bit parts: an int64 sum is exact
-    column = len(rows[0]) - 1
-    datasets = [r[column] for r in rows]
-    if datasets.count(datasets[0]) == len(datasets):
-        _add(owners, datasets[0], len(rows), high.sum(axis=0), low.sum(axis=0))
-        return
-    index: dict[Any, int] = {}
-    groups = np.fromiter((index.setdefault(d, len(index)) for d in datasets), np.intp,
-                         len(datasets))
-    counts = np.bincount(groups, minlength=len(index))
-    for dataset, n in index.items():
-        mask = groups == n
-        _add(owners, dataset, int(counts[n]), high[mask].sum(axis=0), low[mask].sum(axis=0))
-
-
-def _add(owners: dict[Any, list[int]], dataset: Any, rows: int, high: Any, low: Any) -> None:
-    sums = owners.setdefault(dataset, [0, 0, 0])
-    sums[0] += rows
-    sums[1] += (int(high[0]) << 32) + int(low[0])
-    sums[2] += (int(high[1]) << 32) + int(low[1])
+def count_batch(sums: list[int], digests: list[bytes]) -> None:
+    """Add the rows' values (the first 8 bytes of each digest, signed) to ``sums`` (rows,
+    total), summed exactly with numpy in 32-bit halves."""
+    values = np.frombuffer(b"".join(digests), dtype=">i8")[::4]
+    sums[0] += len(values)
+    sums[1] += (int((values >> 32).sum()) << 32) + int((values & 0xFFFFFFFF).sum())
 
 
 class Tally:
-    """Counts and sums per table and per dataset (the raw owner as read)."""
+    """Rows and the sum of their values, per table."""
 
     def __init__(self) -> None:
-        self.tables: dict[str, dict[Any, list[int]]] = {}
+        self.tables: dict[str, list[int]] = {}
 
-    def table(self, name: str) -> dict[Any, list[int]]:
-        return self.tables.setdefault(name, {})
+    def table(self, name: str) -> list[int]:
+        return self.tables.setdefault(name, [0, 0])
 
     def figures(self) -> Figures:
         figures = Figures()
-        for name, owners in self.tables.items():
-            table = figures.tables[name] = Digest()
-            for owner, (rows, high, low) in owners.items():
-                total = (high << 64) + low
-                table.add(total, rows)
-                if owner is not None:
-                    figures.datasets.setdefault(uuid_text(owner), Digest()).add(total, rows)
+        for name, (rows, total) in self.tables.items():
+            figures.tables[name] = Digest()
+            figures.tables[name].add(total, rows)
         return figures
 
 
-def _owner_and_from(spec: TableSpec) -> tuple[str, str]:
-    if not spec.dataset_path:
-        return "NULL", f'"{spec.name}" t'
-    if len(spec.dataset_path) == 1:
-        return f't."{spec.dataset_path[0]}"', f'"{spec.name}" t'
-    fk, parent = spec.dataset_path
-    return "p.dataset_id", f'"{spec.name}" t LEFT JOIN "{parent}" p ON p.id = t."{fk}"'
-
-
 def sqlite_rows(connection: sa.Connection, spec: TableSpec) -> Iterator[list[tuple]]:
-    """A table's rows as SQLite stores them, its dataset last, in batches, in the order
-    they are stored (a digest does not depend on it; a key's order costs a lookup a row)."""
-    owner, from_ = _owner_and_from(spec)
-    columns = ", ".join(f't."{c}"' for c in spec.columns)
+    """A table's rows as SQLite stores them, in batches, in the order they are stored (a
+    digest does not depend on it, and a key's order costs an index lookup a row)."""
+    columns = ", ".join(f'"{c}"' for c in spec.columns)
     cursor = connection.connection.dbapi_connection.cursor()
     try:
-        cursor.execute(f"SELECT {columns}, {owner} FROM {from_}")
+        cursor.execute(f'SELECT {columns} FROM "{spec.name}"')
         while batch := cursor.fetchmany(FETCH):
             yield batch
     finally:
@@ -231,37 +212,48 @@ def _sqlite_figures(connection: sa.Connection, specs: list[TableSpec],
                     jsonb: frozenset[tuple[str, str]]) -> Figures:
     tally = Tally()
     for spec in specs:
-        batch, owners = row_batches(spec, jsonb), tally.table(spec.name)
+        batch, sums = row_batches(spec, jsonb), tally.table(spec.name)
         for rows in sqlite_rows(connection, spec):
-            count_batch(owners, rows, batch(rows)[1])
+            count_batch(sums, batch(rows)[1])
     return tally.figures()
 
 
 def _pg_value(spec: TableSpec, i: int, jsonb: frozenset[tuple[str, str]]) -> str:
-    column, kind = f't."{spec.columns[i]}"', spec.kinds[i]
-    if kind == "uuid":
-        return f"replace({column}::text, '-', '')"
-    if kind == "float":
-        return f"encode(float8send({column}::float8), 'hex')"
-    if kind == "json":
-        return f"{column}::jsonb" if (spec.name, spec.columns[i]) in jsonb else f"{column}::text"
-    return column
+    column, kind = f't."{spec.columns[i]}"', _kind(spec, i, jsonb)
+    value = {"uuid": f"encode(uuid_send({column}::uuid), 'hex')",
+             "timestamp": f"{column}::timestamp::text",
+             "float": f"encode(float8send({column}::float8), 'hex')",
+             "jsonb": f"{column}::jsonb::text",
+             "json": f"octet_length({column}::text) || ':' || {column}::text",
+             "text": f"octet_length({column}) || ':' || {column}",
+             }.get(kind, f"{column}::text")
+    return f"coalesce({value}, 'N')"
+
+
+def prepare_postgresql(connection: sa.Connection) -> None:
+    """The printing of timestamps the row's text assumes (for this transaction only)."""
+    connection.exec_driver_sql("SET LOCAL DateStyle = 'ISO, YMD'")
+    connection.exec_driver_sql("SET LOCAL TimeZone = 'UTC'")
+
+
+def postgresql_table(connection: sa.Connection, spec: TableSpec,
+                     jsonb: frozenset[tuple[str, str]]) -> list[int]:
+    """A table's rows and the sum of their values, on the server (after
+    ``prepare_postgresql``)."""
+    values = ", ".join(_pg_value(spec, i, jsonb) for i in _in_name_order(spec))
+    value = (f"('x' || encode(substring(sha256(convert_to(concat_ws(E'\\x1f', {values}), "
+             "'UTF8')), 1, 8), 'hex'))::bit(64)::bigint")
+    rows, total = connection.exec_driver_sql(
+        f'SELECT count(*), sum({value}) FROM "{spec.name}" t').one()
+    return [rows, int(total or 0)]
 
 
 def _postgres_figures(connection: sa.Connection, specs: list[TableSpec],
                       jsonb: frozenset[tuple[str, str]]) -> Figures:
     tally = Tally()
-    half = "sum(('x' || encode(substring(h, {}, 8), 'hex'))::bit(64)::bigint)"
+    prepare_postgresql(connection)
     for spec in specs:
-        owner, from_ = _owner_and_from(spec)
-        values = ", ".join(_pg_value(spec, i, jsonb) for i in _in_name_order(spec))
-        rows = connection.exec_driver_sql(
-            f"SELECT owner::text, count(*), {half.format(1)}, {half.format(9)} FROM ("
-            f"SELECT {owner} AS owner, sha256(convert_to(json_build_array({values})::text, "
-            f"'UTF8')) AS h FROM {from_}) r GROUP BY owner").all()
-        owners = tally.table(spec.name)
-        for owner_id, count, high, low in rows:
-            owners[owner_id] = [count, int(high), int(low)]
+        tally.tables[spec.name] = postgresql_table(connection, spec, jsonb)
     return tally.figures()
 
 
