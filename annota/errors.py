@@ -238,6 +238,13 @@ class ArchiveMismatchError(AnnotaError):
         self.differences = differences or []
 
 
+class CopyFailedError(AnnotaError):
+    """``copy``: the target refused the rows (a value it cannot store, a broken key or
+    reference) or failed while they went in; its transaction was rolled back."""
+
+    exit_code = 25
+
+
 class PreflightError(AnnotaError):
     """``upgrade``: a preflight check failed; nothing was changed."""
 

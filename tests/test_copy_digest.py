@@ -142,3 +142,63 @@ def test_a_rows_digest_is_postgresqls(pg: sa.Connection, data: st.DataObject) ->
     theirs = rowdigest.figures(pg, [spec], jsonb)
     assert ours.figures().tables == theirs.tables
     pg.rollback()
+
+
+def test_a_row_postgresql_refuses_fails_the_copy_and_keeps_nothing(tmp_path, postgres_url):
+    """SQLite holds a NUL in a suggestion's text, far into a table loaded without its
+    indexes: the worker's COPY fails, the command says so in one line and exits non-zero,
+    nothing stays in the target, and a rerun after the fix copies everything."""
+    import uuid
+    from datetime import datetime
+
+    from annota.server.archive.tables import has_data
+    from annota.server.schema.migrate import migrate
+    from tests.archive_tools import settings_for
+    from tests.conftest import Annota, make_env
+
+    source = f"sqlite:///{tmp_path / 'source.db'}"
+    migrate(settings_for(tmp_path, source), "head")
+    engine = sa.create_engine(DatabaseURL.parse(source).sqlalchemy_url)
+    stamp = datetime(2025, 1, 1)
+    dataset, workspace, question = uuid.uuid4().hex, uuid.uuid4().hex, uuid.uuid4().hex
+    records = [uuid.uuid4().hex for _ in range(6000)]
+    with engine.begin() as c:
+        c.exec_driver_sql("INSERT INTO workspaces (id, name, inserted_at, updated_at) "
+                          "VALUES (?, 'w', ?, ?)", (workspace, stamp, stamp))
+        c.exec_driver_sql(
+            "INSERT INTO datasets (id, name, status, workspace_id, distribution, "
+            "allow_extra_metadata, completed_records, last_activity_at, inserted_at, "
+            "updated_at) VALUES (?, 'd', 'ready', ?, '{}', 1, 0, ?, ?, ?)",
+            (dataset, workspace, stamp, stamp, stamp))
+        c.exec_driver_sql(
+            "INSERT INTO questions (id, name, title, required, settings, dataset_id, "
+            "inserted_at, updated_at) VALUES (?, 'q', 'Q', 1, '{\"type\": \"text\"}', ?, ?, ?)",
+            (question, dataset, stamp, stamp))
+        c.exec_driver_sql(
+            "INSERT INTO records (id, fields, external_id, status, dataset_id, inserted_at, "
+            "updated_at) VALUES (?, '{\"t\": \"x\"}', ?, 'pending', ?, ?, ?)",
+            [(r, f"r{i}", dataset, stamp, stamp) for i, r in enumerate(records)])
+        c.exec_driver_sql(
+            "INSERT INTO suggestions (id, value, agent, record_id, question_id, inserted_at, "
+            "updated_at) VALUES (?, '\"a\"', ?, ?, ?, ?, ?)",
+            [(uuid.uuid4().hex, "bad\x00agent" if i == 5500 else "m", r, question, stamp,
+              stamp) for i, r in enumerate(records)])
+    cli = Annota(make_env(tmp_path, source))
+    done = cli.run("server", "database", "copy", "--to", postgres_url, "--yes", timeout=300)
+    assert done.returncode == 25, done.stderr  # CopyFailedError
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "COPY suggestions" in lines[0] and "nothing was kept" in lines[0]
+    assert not has_data(DatabaseURL.parse(postgres_url))
+    with engine.begin() as c:
+        c.exec_driver_sql("UPDATE suggestions SET agent = 'm' WHERE agent LIKE 'bad%'")
+    engine.dispose()
+    again = cli.run("server", "database", "copy", "--to", postgres_url, "--yes", timeout=300)
+    assert again.returncode == 0, again.stderr
+    pg = sa.create_engine(DatabaseURL.parse(postgres_url).sqlalchemy_url)
+    with pg.connect() as c:
+        assert c.exec_driver_sql("SELECT count(*) FROM suggestions").scalar() == 6000
+        # the indexes dropped for the load are back
+        assert c.exec_driver_sql("SELECT count(*) FROM pg_indexes WHERE tablename = "
+                                 "'suggestions'").scalar() >= 2
+    pg.dispose()

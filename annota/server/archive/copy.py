@@ -20,6 +20,7 @@ from annota.config import Settings
 from annota.errors import (
     ConfigurationError,
     ConfirmationRequiredError,
+    CopyFailedError,
     ForeignDatabaseError,
     TargetNotEmptyError,
 )
@@ -135,12 +136,17 @@ def _write_and_check(source: sa.Connection, specs: list, counts: dict[str, int],
         with db.connect(db.writable(database), to) as target:
             have = {s.name: s for s in reflect(target)}
             jsonb = rowdigest.jsonb_columns(target) | rowdigest.jsonb_columns(source)
-            with bulk_load(target, counts) as rebuild:
-                if source.dialect.name == "sqlite" and target.dialect.name == "postgresql":
-                    ours, theirs = sqlite_to_postgresql(source, specs, target, have, jsonb,
-                                                        rebuild, progress)
-                else:
-                    ours, theirs = _write(source, specs, have, target, jsonb, progress), None
+            try:
+                with bulk_load(target, counts) as rebuild:
+                    if source.dialect.name == "sqlite" and target.dialect.name == "postgresql":
+                        ours, theirs = sqlite_to_postgresql(source, specs, target, have,
+                                                            jsonb, rebuild, progress)
+                    else:
+                        ours = _write(source, specs, have, target, jsonb, progress)
+                        theirs = None
+            except _driver_errors() as exc:
+                raise CopyFailedError(f"the copy into {to.masked} failed: {_reason(exc)}; "
+                                      "rolled back, nothing was kept") from None
             progress.finished()
             if theirs is None:
                 theirs = rowdigest.figures(target, list(have.values()), jsonb)
@@ -157,6 +163,22 @@ def _write_and_check(source: sa.Connection, specs: list, counts: dict[str, int],
             return comparison
     finally:
         database.dispose()
+
+
+def _driver_errors() -> tuple[type[Exception], ...]:
+    import psycopg  # the worker's COPY raises psycopg's own errors
+
+    return sa.exc.DBAPIError, psycopg.Error
+
+
+def _reason(exc: Exception) -> str:
+    """The server's message, on one line, and where in the load it was."""
+    error = getattr(exc, "orig", None) or exc
+    diag = getattr(error, "diag", None)
+    if diag is not None and diag.message_primary:
+        where = (diag.context or "").splitlines()
+        return diag.message_primary + (f" ({where[-1].strip()})" if where else "")
+    return " ".join(str(error).split())
 
 
 def _write(source: sa.Connection, specs: list, have: dict, target: sa.Connection,
