@@ -171,21 +171,21 @@ class Archive:
     def check(self, progress=None) -> None:  # noqa: ANN001 - Callable[[int], None]
         """Every member's SHA-256 and row count equal the manifest's, or InvalidArchiveError."""
         for table in self.manifest["tables"]:
-            sha, rows = hashlib.sha256(), 0
-            try:
+            sha, rows, last = hashlib.sha256(), 0, b"\n"
+            try:  # in big chunks (a line at a time costs four times as much)
                 with self.zip.open(table["member"]) as stream:
-                    for line in stream:
-                        sha.update(line)
-                        rows += 1
-                        if progress and rows % 10000 == 0:
-                            progress(10000)
+                    while chunk := stream.read(1 << 20):
+                        sha.update(chunk)
+                        lines = chunk.count(b"\n")
+                        rows, last = rows + lines, chunk[-1:]
+                        if progress:
+                            progress(lines)
             except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
                 raise self.invalid(f"{table['member']} cannot be read ({exc})") from None
+            rows += last != b"\n"  # a last line without its newline is a row too
             if sha.hexdigest() != table["sha256"] or rows != table["rows"]:
                 raise self.invalid(f"{table['member']} differs from its manifest "
                                    f"(SHA-256 or row count): corrupted or edited")
-            if progress:
-                progress(rows % 10000)
 
     def rows(self, name: str) -> Iterator[tuple[str | None, list[Any], list[Any]]]:
         """(dataset id, encoded, decoded) rows of a table, in the archive's order."""

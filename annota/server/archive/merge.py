@@ -221,9 +221,7 @@ def _write(connection: sa.Connection, source: Source, plan: MergePlan,
         chunks = getattr(source, "chunks", None)
         if chunks is not None and bulk.usable(connection, have):
             written[spec.name] = bulk.copy_member(connection, chunks(spec.name), spec, have,
-                                                  writing, plan.users)
-            if progress:
-                progress.advanced(written[spec.name])
+                                                  writing, plan.users, progress)
             continue
         order = [spec.index(c) for c in have.columns]
         rows = (plan.remap(spec, v) for v in _chosen(spec, source, plan, writing))

@@ -18,13 +18,13 @@ here and the text ``COPY`` writes it with, so the value written is the value has
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import struct
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import Any
 
-import numpy as np
 import sqlalchemy as sa
 
 from annota.server.archive.pgtext import jsonb_text
@@ -172,10 +172,15 @@ def row_batches(spec: TableSpec, jsonb: frozenset[tuple[str, str]]
 
 def count_batch(sums: list[int], digests: list[bytes]) -> None:
     """Add the rows' values (the first 8 bytes of each digest, signed) to ``sums`` (rows,
-    total), summed exactly with numpy in 32-bit halves."""
-    values = np.frombuffer(b"".join(digests), dtype=">i8")[::4]
-    sums[0] += len(values)
-    sums[1] += (int((values >> 32).sum()) << 32) + int((values & 0xFFFFFFFF).sum())
+    total)."""
+    sums[0] += len(digests)
+    sums[1] += sum(_firsts(len(digests)).unpack(b"".join(digests)))
+
+
+@functools.lru_cache(maxsize=8)
+def _firsts(count: int) -> struct.Struct:
+    """The first 8 bytes of each of ``count`` SHA-256 digests, as signed integers."""
+    return struct.Struct(">" + "q24x" * count)
 
 
 class Tally:
