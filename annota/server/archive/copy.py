@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 
 from annota.config import Settings
@@ -144,7 +145,7 @@ def _write_and_check(source: sa.Connection, specs: list, counts: dict[str, int],
                     else:
                         ours = _write(source, specs, have, target, jsonb, progress)
                         theirs = None
-            except _driver_errors() as exc:
+            except (sa.exc.DBAPIError, psycopg.Error) as exc:  # the worker's are psycopg's
                 raise CopyFailedError(f"the copy into {to.masked} failed: {_reason(exc)}; "
                                       "rolled back, nothing was kept") from None
             progress.finished()
@@ -163,12 +164,6 @@ def _write_and_check(source: sa.Connection, specs: list, counts: dict[str, int],
             return comparison
     finally:
         database.dispose()
-
-
-def _driver_errors() -> tuple[type[Exception], ...]:
-    import psycopg  # the worker's COPY raises psycopg's own errors
-
-    return sa.exc.DBAPIError, psycopg.Error
 
 
 def _reason(exc: Exception) -> str:

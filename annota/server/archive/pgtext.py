@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from json.encoder import encode_basestring as quote  # noqa: F401 - re-exported
+from json.encoder import encode_basestring as quote
 
 import orjson
 

@@ -23,7 +23,7 @@ from annota.server.archive.rebuild import Rebuild
 from annota.server.archive.snapshot import Figures
 from annota.server.archive.tables import TableSpec
 
-QUEUED = 96  # chunks of rowdigest.FETCH rows waiting for the server (about 64 MiB)
+QUEUED = 96  # chunks of tables.READ_BATCH rows waiting for the server (about 64 MiB)
 _WAIT = 0.2
 
 

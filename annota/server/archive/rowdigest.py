@@ -29,10 +29,9 @@ import sqlalchemy as sa
 
 from annota.server.archive.pgtext import jsonb_text
 from annota.server.archive.snapshot import Figures
-from annota.server.archive.tables import TableSpec
+from annota.server.archive.tables import READ_BATCH, TableSpec
 from annota.server.archive.values import Digest, json_text, uuid_text
 
-FETCH = 2000
 _DOUBLE = struct.Struct(">d")
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _NONFINITE = {"inf": "Infinity", "-inf": "-Infinity", "nan": "NaN"}
@@ -83,6 +82,7 @@ def _json(value: Any) -> tuple[str, str]:
 def _jsonb(value: Any) -> tuple[str, str]:
     text = json_text(value)
     return copy_text(text), jsonb_text(text)
+
 
 def _float(value: Any) -> tuple[str, str]:
     number = float(value)
@@ -207,7 +207,7 @@ def sqlite_rows(connection: sa.Connection, spec: TableSpec) -> Iterator[list[tup
     cursor = connection.connection.dbapi_connection.cursor()
     try:
         cursor.execute(f'SELECT {columns} FROM "{spec.name}"')
-        while batch := cursor.fetchmany(FETCH):
+        while batch := cursor.fetchmany(READ_BATCH):
             yield batch
     finally:
         cursor.close()
